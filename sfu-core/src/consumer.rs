@@ -1,0 +1,285 @@
+//! A consumer: one subscriber's copy of one producer.
+//!
+//! The consumer owns what makes the subscriber's stream its own: SSRC, continuous sequence
+//! numbers and timestamps ([`crate::seq_manager`]), the subscriber's payload types and
+//! header-extension ids, and the counters its sender reports need. Writing a packet for the
+//! subscriber is the one copy on the packet path: header and shared payload go into the
+//! egress buffer, which the transport then protects in place. It never touches keys or sockets.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Instant;
+
+use crate::rtcp::ReceptionReport;
+use crate::rtp_packet::{OutgoingHeader, RtpHeader, write_header};
+use crate::rtp_parameters::{MediaKind, RtpParameters, extension_uri};
+use crate::seq_manager::{SeqRewriter, TimestampRewriter};
+use crate::{ConsumerId, ProducerId, TransportId};
+
+/// Send-side counters for sender reports and stats.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendStats {
+    /// Packets sent.
+    pub packets: u64,
+    /// Payload octets sent.
+    pub bytes: u64,
+    /// The last RTP timestamp sent and when.
+    pub last_timestamp: Option<(u32, Instant)>,
+    /// The subscriber's latest report about this stream.
+    pub last_report: Option<ReceptionReport>,
+}
+
+/// One subscriber's copy of a producer.
+pub struct Consumer {
+    /// Its id.
+    pub id: ConsumerId,
+    /// The subscriber's transport.
+    pub transport: TransportId,
+    /// The producer it forwards.
+    pub producer: ProducerId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What the subscriber receives (payload types, ids, SSRC).
+    pub parameters: RtpParameters,
+    /// The consumer's SSRC.
+    pub ssrc: u32,
+    /// Whether forwarding is paused.
+    pub paused: bool,
+    /// Clock rate of the forwarded codec.
+    pub clock_rate: u32,
+    /// Counters.
+    pub stats: SendStats,
+    payload_types: [u8; 128],
+    extension_ids: [u8; 256],
+    mid_extension: Option<u8>,
+    seq: SeqRewriter,
+    timestamps: TimestampRewriter,
+}
+
+/// Marks "no mapping" in the lookup tables.
+const UNMAPPED: u8 = 0xff;
+
+impl Consumer {
+    /// Creates a consumer. `producer_parameters` are the publisher's; `parameters` the
+    /// subscriber's as derived by [`RtpParameters::for_consumer`]. `initial_sequence` and
+    /// `timestamp_offset` should be random.
+    pub fn new(
+        id: ConsumerId,
+        transport: TransportId,
+        producer: ProducerId,
+        kind: MediaKind,
+        producer_parameters: &RtpParameters,
+        parameters: RtpParameters,
+        initial_sequence: u16,
+        timestamp_offset: u32,
+    ) -> Self {
+        let mut payload_types = [UNMAPPED; 128];
+        for pc in &producer_parameters.codecs {
+            if let Some(cc) = parameters.codecs.iter().find(|cc| cc.matches(pc))
+                && let Some(slot) = payload_types.get_mut(usize::from(pc.payload_type))
+            {
+                *slot = cc.payload_type;
+            }
+        }
+        let mut extension_ids = [UNMAPPED; 256];
+        for pe in &producer_parameters.header_extensions {
+            // The mid is per leg: the subscriber's own value is written instead.
+            if pe.uri == extension_uri::MID {
+                continue;
+            }
+            if let Some(id) = parameters.extension_id(&pe.uri)
+                && let Some(slot) = extension_ids.get_mut(usize::from(pe.id))
+            {
+                *slot = id;
+            }
+        }
+        let mid_extension = parameters
+            .mid
+            .as_ref()
+            .and(parameters.extension_id(extension_uri::MID));
+        let ssrc = parameters
+            .encodings
+            .first()
+            .and_then(|e| e.ssrc)
+            .unwrap_or(0);
+        let clock_rate = parameters.codecs.first().map_or(90_000, |c| c.clock_rate);
+        Self {
+            id,
+            transport,
+            producer,
+            kind,
+            parameters,
+            ssrc,
+            paused: false,
+            clock_rate,
+            stats: SendStats::default(),
+            payload_types,
+            extension_ids,
+            mid_extension,
+            seq: SeqRewriter::new(initial_sequence),
+            timestamps: TimestampRewriter::new(timestamp_offset),
+        }
+    }
+
+    /// Writes the subscriber's version of a packet into `out`: rewritten header, then the
+    /// payload. Returns `(header_len, srtp_roc)`, or `None` if the subscriber cannot take the
+    /// packet's payload type.
+    pub fn write_packet(
+        &mut self,
+        now: Instant,
+        header: &RtpHeader,
+        packet: &[u8],
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<(usize, u32)> {
+        let payload_type = *self.payload_types.get(usize::from(header.payload_type))?;
+        if payload_type == UNMAPPED {
+            return None;
+        }
+        let (sequence_number, roc) = self.seq.rewrite(header.sequence_number);
+        let timestamp = self.timestamps.rewrite(header.timestamp);
+        let outgoing = OutgoingHeader {
+            marker: header.marker,
+            payload_type,
+            sequence_number,
+            timestamp,
+            ssrc: self.ssrc,
+        };
+        let ids = &self.extension_ids;
+        let mid = self.parameters.mid.as_deref().unwrap_or("");
+        let extra_storage;
+        let extra: &[(u8, &[u8])] = match self.mid_extension {
+            Some(id) => {
+                extra_storage = [(id, mid.as_bytes())];
+                &extra_storage
+            }
+            None => &[],
+        };
+        let header_len = write_header(
+            out,
+            &outgoing,
+            header,
+            packet,
+            |id| ids.get(usize::from(id)).copied().filter(|&v| v != UNMAPPED),
+            extra,
+        );
+        out.extend_from_slice(payload);
+        self.stats.packets += 1;
+        self.stats.bytes += payload.len() as u64;
+        self.stats.last_timestamp = Some((timestamp, now));
+        Some((header_len, roc))
+    }
+
+    /// The RTP timestamp matching `now` on this consumer's timeline, extrapolated from the
+    /// last packet sent (for sender reports).
+    pub fn rtp_time_at(&self, now: Instant) -> Option<u32> {
+        let (ts, at) = self.stats.last_timestamp?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(ts.wrapping_add((elapsed * f64::from(self.clock_rate)) as u32))
+    }
+
+    /// Makes the next packet continue the output line regardless of its input numbering.
+    pub fn rebase(&mut self) {
+        self.seq.rebase();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::rtp_parameters::{
+        RtpCapabilities, RtpCodecParameters, RtpEncodingParameters, RtpHeaderExtension,
+    };
+
+    fn codec(pt: u8) -> RtpCodecParameters {
+        RtpCodecParameters {
+            mime_type: "audio/opus".into(),
+            payload_type: pt,
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: vec![],
+            rtcp_feedback: vec![],
+            rtx_payload_type: None,
+        }
+    }
+
+    #[test]
+    fn writes_subscriber_ssrc_pt_mid_and_mapped_extensions() {
+        let producer = RtpParameters {
+            mid: Some("0".into()),
+            codecs: vec![codec(111)],
+            header_extensions: vec![
+                RtpHeaderExtension {
+                    uri: extension_uri::MID.into(),
+                    id: 4,
+                },
+                RtpHeaderExtension {
+                    uri: extension_uri::AUDIO_LEVEL.into(),
+                    id: 1,
+                },
+            ],
+            encodings: vec![RtpEncodingParameters {
+                ssrc: Some(1111),
+                ..Default::default()
+            }],
+            cname: None,
+        };
+        let caps = RtpCapabilities {
+            codecs: vec![codec(109)],
+            header_extensions: vec![
+                RtpHeaderExtension {
+                    uri: extension_uri::MID.into(),
+                    id: 9,
+                },
+                RtpHeaderExtension {
+                    uri: extension_uri::AUDIO_LEVEL.into(),
+                    id: 10,
+                },
+            ],
+        };
+        let params = producer
+            .for_consumer(&caps, Some("7".into()), 2222, 3333)
+            .unwrap();
+        let mut c = Consumer::new(
+            ConsumerId(1),
+            TransportId(1),
+            ProducerId(1),
+            MediaKind::Audio,
+            &producer,
+            params,
+            100,
+            1000,
+        );
+        // Publisher packet: pt 111, mid "0" (id 4), audio level 0x85 (id 1).
+        let mut p = vec![0x90, 111, 0, 5, 0, 0, 0, 10, 0, 0, 0x04, 0x57];
+        p.extend_from_slice(&[0xBE, 0xDE, 0, 1, 0x40, b'0', 0x10, 0x85]);
+        p.extend_from_slice(b"opus");
+        let h = RtpHeader::parse(&p).unwrap();
+        let mut out = Vec::new();
+        let (hl, roc) = c
+            .write_packet(Instant::now(), &h, &p, b"opus", &mut out)
+            .unwrap();
+        let o = RtpHeader::parse(&out).unwrap();
+        assert_eq!(o.header_len, hl);
+        assert_eq!(roc, 0);
+        assert_eq!(
+            (o.ssrc, o.payload_type, o.sequence_number, o.timestamp),
+            (2222, 109, 100, 1010)
+        );
+        assert_eq!(
+            o.extension(&out, 9),
+            Some(&b"7"[..]),
+            "the subscriber's mid"
+        );
+        assert_eq!(o.extension(&out, 10), Some(&[0x85][..]));
+        assert_eq!(o.extension(&out, 4), None);
+        assert_eq!(&out[hl..], b"opus");
+        // An undeclared payload type for the subscriber is not written.
+        p[1] = 96;
+        let h = RtpHeader::parse(&p).unwrap();
+        assert!(
+            c.write_packet(Instant::now(), &h, &p, b"x", &mut out)
+                .is_none()
+        );
+    }
+}

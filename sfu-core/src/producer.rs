@@ -1,0 +1,338 @@
+//! A producer: one incoming track of a publisher, and its RTP streams (one per encoding).
+//!
+//! The producer recognises its streams (by SSRC, or by mid/rid once a packet has
+//! authenticated), keeps reception statistics for the receiver reports sent to the publisher,
+//! and throttles keyframe requests so that many subscribers asking at once reach the
+//! publisher at most twice a second. It does not send anything itself.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::{Duration, Instant};
+
+use crate::rtcp::ReceptionReport;
+use crate::rtp_parameters::{MediaKind, RtpParameters};
+use crate::seq_manager::extend_sequence;
+use crate::{ConsumerId, ProducerId, RouterId, TransportId};
+
+/// Minimum interval between two keyframe requests sent to a publisher for one producer.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Reception statistics of one incoming stream (RFC 3550 §6.4.1, Appendix A.3 and A.8).
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveStats {
+    base_sequence: u64,
+    highest: Option<u64>,
+    received: u64,
+    expected_prior: u64,
+    received_prior: u64,
+    jitter: f64,
+    last_transit: Option<i64>,
+    /// Bytes of payload received.
+    pub bytes: u64,
+    last_sender_report: Option<(u32, Instant)>,
+}
+
+impl ReceiveStats {
+    /// Records a packet; `arrival` is in the stream's clock-rate units.
+    pub fn on_packet(
+        &mut self,
+        sequence: u16,
+        rtp_timestamp: u32,
+        arrival: i64,
+        payload_len: usize,
+    ) {
+        let ext = match self.highest {
+            None => {
+                self.base_sequence = 0x1_0000 | u64::from(sequence);
+                self.highest = Some(self.base_sequence);
+                self.base_sequence
+            }
+            Some(h) => {
+                let e = extend_sequence(h, sequence);
+                if e > h {
+                    self.highest = Some(e);
+                }
+                e
+            }
+        };
+        let _ = ext;
+        self.received += 1;
+        self.bytes += payload_len as u64;
+        let transit = arrival - i64::from(rtp_timestamp);
+        if let Some(last) = self.last_transit {
+            // Transit differences beyond half the 32-bit range are timestamp jumps, not jitter.
+            let d = (transit - last).unsigned_abs() as f64;
+            if d < f64::from(u32::MAX / 2) {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Records a sender report from the publisher (its NTP time and when it arrived).
+    pub fn on_sender_report(&mut self, ntp_time: u64, now: Instant) {
+        self.last_sender_report = Some(((ntp_time >> 16) as u32, now));
+    }
+
+    /// Builds the report block for this stream and starts a new reporting interval.
+    pub fn report(&mut self, ssrc: u32, now: Instant) -> Option<ReceptionReport> {
+        let highest = self.highest?;
+        let expected = highest - self.base_sequence + 1;
+        let lost = expected.saturating_sub(self.received);
+        let expected_interval = expected - self.expected_prior;
+        let received_interval = self.received - self.received_prior;
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
+        let fraction_lost = if expected_interval == 0 {
+            0
+        } else {
+            ((lost_interval << 8) / expected_interval).min(255) as u8
+        };
+        let (last_sender_report, delay) = match self.last_sender_report {
+            Some((lsr, at)) => {
+                let d = now.saturating_duration_since(at);
+                (lsr, (d.as_secs_f64() * 65536.0) as u32)
+            }
+            None => (0, 0),
+        };
+        Some(ReceptionReport {
+            ssrc,
+            fraction_lost,
+            total_lost: lost.min(0x7f_ffff) as u32,
+            highest_sequence: (highest - 0x1_0000) as u32,
+            jitter: self.jitter as u32,
+            last_sender_report,
+            delay_since_last_sender_report: delay,
+        })
+    }
+
+    /// Packets received.
+    pub fn packets(&self) -> u64 {
+        self.received
+    }
+}
+
+/// One RTP stream of a producer (an encoding).
+#[derive(Debug, Clone)]
+pub struct ProducerStream {
+    /// The SSRC, once known (signalled, or learned from an authenticated packet).
+    pub ssrc: Option<u32>,
+    /// The rid, for rid-based simulcast.
+    pub rid: Option<String>,
+    /// Reception statistics.
+    pub stats: ReceiveStats,
+}
+
+/// Decides when a keyframe request may go to the publisher.
+#[derive(Debug, Clone, Default)]
+pub struct KeyframeRequestThrottle {
+    last_sent: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeRequestThrottle {
+    /// A subscriber asked for a keyframe. Returns true when the request should be sent now;
+    /// otherwise it is remembered and [`Self::poll`] releases it when the interval has passed.
+    pub fn request(&mut self, now: Instant) -> bool {
+        match self.last_sent {
+            Some(t) if now < t + KEYFRAME_REQUEST_INTERVAL => {
+                self.pending = true;
+                false
+            }
+            _ => {
+                self.last_sent = Some(now);
+                self.pending = false;
+                true
+            }
+        }
+    }
+
+    /// Whether a deferred request is due now.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        if self.pending && self.next_due().is_some_and(|due| now >= due) {
+            self.pending = false;
+            self.last_sent = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// When a deferred request becomes due.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.pending {
+            self.last_sent.map(|t| t + KEYFRAME_REQUEST_INTERVAL)
+        } else {
+            None
+        }
+    }
+}
+
+/// An incoming track.
+pub struct Producer {
+    /// Its id.
+    pub id: ProducerId,
+    /// The publisher's transport.
+    pub transport: TransportId,
+    /// The router it belongs to.
+    pub router: RouterId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The parameters the publisher sends with.
+    pub parameters: RtpParameters,
+    /// One stream per encoding.
+    pub streams: Vec<ProducerStream>,
+    /// Consumers forwarding this producer.
+    pub consumers: Vec<ConsumerId>,
+    /// Keyframe request throttle.
+    pub keyframe_requests: KeyframeRequestThrottle,
+    /// Clock rate of the first codec (for jitter).
+    pub clock_rate: u32,
+}
+
+impl Producer {
+    /// Creates a producer from validated parameters.
+    pub fn new(
+        id: ProducerId,
+        transport: TransportId,
+        router: RouterId,
+        kind: MediaKind,
+        parameters: RtpParameters,
+    ) -> Self {
+        let mut streams: Vec<ProducerStream> = parameters
+            .encodings
+            .iter()
+            .map(|e| ProducerStream {
+                ssrc: e.ssrc,
+                rid: e.rid.clone(),
+                stats: ReceiveStats::default(),
+            })
+            .collect();
+        if streams.is_empty() {
+            // Mid-only: one stream, SSRC learned from the first authenticated packet.
+            streams.push(ProducerStream {
+                ssrc: None,
+                rid: None,
+                stats: ReceiveStats::default(),
+            });
+        }
+        let clock_rate = parameters.codecs.first().map_or(90_000, |c| c.clock_rate);
+        Self {
+            id,
+            transport,
+            router,
+            kind,
+            parameters,
+            streams,
+            consumers: Vec::new(),
+            keyframe_requests: KeyframeRequestThrottle::default(),
+            clock_rate,
+        }
+    }
+
+    /// The stream index for an authenticated packet with this SSRC and (optional) rid,
+    /// binding an unbound stream's SSRC when the rid (or mid-only layout) identifies it.
+    pub fn bind_stream(&mut self, ssrc: u32, rid: Option<&[u8]>) -> Option<usize> {
+        if let Some(i) = self.streams.iter().position(|s| s.ssrc == Some(ssrc)) {
+            return Some(i);
+        }
+        let index = match rid {
+            Some(rid) => self.streams.iter().position(|s| {
+                s.ssrc.is_none() && s.rid.as_deref().map(str::as_bytes) == Some(rid)
+            })?,
+            None => {
+                // Without a rid only a single unbound, rid-less stream can be matched.
+                let mut unbound = self
+                    .streams
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.ssrc.is_none() && s.rid.is_none());
+                let (i, _) = unbound.next()?;
+                if unbound.next().is_some() {
+                    return None;
+                }
+                i
+            }
+        };
+        if let Some(s) = self.streams.get_mut(index) {
+            s.ssrc = Some(ssrc);
+        }
+        Some(index)
+    }
+
+    /// Whether `pt` is one of the payload types the publisher declared (media, not RTX).
+    pub fn accepts_payload_type(&self, pt: u8) -> bool {
+        self.parameters.codecs.iter().any(|c| c.payload_type == pt)
+    }
+
+    /// Whether `pt` is a declared RTX payload type.
+    pub fn is_rtx_payload_type(&self, pt: u8) -> bool {
+        self.parameters
+            .codecs
+            .iter()
+            .any(|c| c.rtx_payload_type == Some(pt))
+    }
+
+    /// The SSRCs of the streams currently known.
+    pub fn known_ssrcs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.streams.iter().filter_map(|s| s.ssrc)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_allows_two_per_second_under_a_storm() {
+        let mut t = KeyframeRequestThrottle::default();
+        let start = Instant::now();
+        let mut sent = 0;
+        // 100 subscribers each asking every 10 ms for one second.
+        for ms in 0..1000u64 {
+            let now = start + Duration::from_millis(ms);
+            if ms % 10 == 0 {
+                for _ in 0..100 {
+                    if t.request(now) {
+                        sent += 1;
+                    }
+                }
+            }
+            if t.poll(now) {
+                sent += 1;
+            }
+        }
+        assert!((1..=2).contains(&sent), "sent {sent}");
+    }
+
+    #[test]
+    fn deferred_request_is_released_after_interval() {
+        let mut t = KeyframeRequestThrottle::default();
+        let now = Instant::now();
+        assert!(t.request(now));
+        assert!(!t.request(now + Duration::from_millis(10)));
+        assert_eq!(t.next_due(), Some(now + KEYFRAME_REQUEST_INTERVAL));
+        assert!(!t.poll(now + Duration::from_millis(499)));
+        assert!(t.poll(now + KEYFRAME_REQUEST_INTERVAL));
+        assert!(!t.poll(now + Duration::from_secs(2)), "released once");
+    }
+
+    #[test]
+    fn receive_stats_report_loss_and_sequence() {
+        let mut s = ReceiveStats::default();
+        let now = Instant::now();
+        for seq in [65_530u16, 65_531, 65_533, 65_535, 0, 1] {
+            s.on_packet(seq, 0, 0, 100);
+        }
+        let r = s.report(9, now).unwrap();
+        assert_eq!(r.total_lost, 2);
+        assert_eq!(r.highest_sequence, 0x1_0001);
+        assert_eq!(r.fraction_lost, (2 * 256 / 8) as u8);
+        for seq in 2u16..10 {
+            s.on_packet(seq, 0, 0, 100);
+        }
+        let r = s.report(9, now).unwrap();
+        assert_eq!(r.fraction_lost, 0, "no loss in the second interval");
+        assert_eq!(r.total_lost, 2);
+    }
+}

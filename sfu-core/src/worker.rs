@@ -1,0 +1,1037 @@
+//! The worker: every router, transport, producer and consumer of one thread, as one sans-I/O
+//! state machine.
+//!
+//! Input is `handle_datagram(now, source, bytes)`, `handle_timeout(now)` and the control API;
+//! output is [`Worker::poll_transmit`], [`Worker::poll_event`] and [`Worker::poll_timeout`].
+//! The worker never reads a clock or touches a socket: the driver ([`crate::driver`]) or a
+//! test does. This is where the packet path of `docs/architecture.md` lives: demultiplex by
+//! first byte (RFC 7983), ICE-lite for STUN, DTLS and SRTP only from validated tuples, then
+//! route each RTP packet from its producer to every consumer.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use rand::Rng;
+
+use crate::buffer_pool::BufferPool;
+use crate::consumer::Consumer;
+use crate::drops::{DropCounters, DropReason};
+use crate::dtls::{DtlsCertificate, DtlsError, DtlsEvent, Fingerprint};
+use crate::ice_lite::{IceCredentials, IceDrop, IceEvent, IceLiteAgent};
+use crate::producer::Producer;
+use crate::router::Router;
+use crate::rtcp::{self, RtcpPart, RtcpReader};
+use crate::rtp_packet::RtpHeader;
+use crate::rtp_parameters::{RtpCapabilities, RtpParameters, RtpParametersError, extension_uri};
+use crate::srtp::{SrtpContext, SrtpError, SrtpProfile};
+use crate::stun::StunMessage;
+use crate::webrtc_transport::{
+    TransportState, TransportStats, WebRtcTransport, WebRtcTransportInfo, WebRtcTransportOptions,
+};
+use crate::{ConsumerId, ProducerId, RouterId, TransportId};
+
+/// Datagrams larger than this are dropped before parsing.
+pub const MAX_DATAGRAM: usize = 1500;
+/// Interval between RTCP reports on each leg.
+pub const RTCP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Worker configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The addresses peers reach the worker's UDP socket at (ICE host candidates).
+    pub announced_addresses: Vec<SocketAddr>,
+    /// Egress buffers allocated at start.
+    pub buffer_pool_prefill: usize,
+    /// Egress buffers kept for reuse at most.
+    pub buffer_pool_limit: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            announced_addresses: Vec::new(),
+            buffer_pool_prefill: 256,
+            buffer_pool_limit: 4096,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The bytes; hand the buffer back with [`Worker::recycle`] after sending.
+    pub contents: Vec<u8>,
+}
+
+/// Why a transport closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer stopped answering consent checks (RFC 7675) or never connected.
+    ConsentExpired,
+    /// The DTLS handshake failed (wrong fingerprint, no common profile, …).
+    DtlsFailed(String),
+    /// The peer closed DTLS.
+    PeerClosed,
+    /// Closed through the API.
+    Closed,
+}
+
+/// What the worker reports to its embedder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    /// DTLS completed; media can flow.
+    TransportConnected {
+        /// The transport.
+        transport: TransportId,
+        /// The negotiated SRTP profile.
+        srtp_profile: SrtpProfile,
+    },
+    /// The peer moved to another network path.
+    TransportTupleChanged {
+        /// The transport.
+        transport: TransportId,
+        /// The new remote address.
+        remote: SocketAddr,
+    },
+    /// The transport closed; its producers and consumers are gone.
+    TransportClosed {
+        /// The transport.
+        transport: TransportId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A consumer was closed because its producer went away.
+    ConsumerClosed {
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+}
+
+/// Errors from the control API.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// No such router.
+    #[error("unknown router {0:?}")]
+    UnknownRouter(RouterId),
+    /// No such transport.
+    #[error("unknown transport {0:?}")]
+    UnknownTransport(TransportId),
+    /// No such producer.
+    #[error("unknown producer {0:?}")]
+    UnknownProducer(ProducerId),
+    /// No such consumer.
+    #[error("unknown consumer {0:?}")]
+    UnknownConsumer(ConsumerId),
+    /// Producer and consumer transport are on different routers.
+    #[error("producer {0:?} is not on the consumer's router")]
+    OtherRouter(ProducerId),
+    /// Invalid parameters.
+    #[error(transparent)]
+    Parameters(#[from] RtpParametersError),
+    /// An SSRC, mid or rid the transport already has a producer for.
+    #[error("duplicate stream on this transport: {0}")]
+    DuplicateStream(String),
+    /// DTLS setup.
+    #[error(transparent)]
+    Dtls(#[from] DtlsError),
+}
+
+/// The sans-I/O worker.
+pub struct Worker {
+    config: WorkerConfig,
+    certificate: Arc<DtlsCertificate>,
+    routers: HashMap<RouterId, Router>,
+    transports: HashMap<TransportId, WebRtcTransport>,
+    producers: HashMap<ProducerId, Producer>,
+    consumers: HashMap<ConsumerId, Consumer>,
+    by_ufrag: HashMap<String, TransportId>,
+    by_tuple: HashMap<SocketAddr, TransportId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<WorkerEvent>,
+    pool: BufferPool,
+    drops: DropCounters,
+    next_id: u64,
+    started: Instant,
+    started_wall: SystemTime,
+}
+
+impl Worker {
+    /// A worker with a fresh DTLS certificate. `now` and `wall` anchor its clocks (the wall
+    /// clock is only used for NTP timestamps in sender reports).
+    pub fn new(config: WorkerConfig, now: Instant, wall: SystemTime) -> Result<Self, WorkerError> {
+        let pool = BufferPool::new(config.buffer_pool_prefill, config.buffer_pool_limit);
+        Ok(Self {
+            config,
+            certificate: Arc::new(DtlsCertificate::generate()?),
+            routers: HashMap::new(),
+            transports: HashMap::new(),
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_tuple: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pool,
+            drops: DropCounters::default(),
+            next_id: 1,
+            started: now,
+            started_wall: wall,
+        })
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The worker's DTLS fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        self.certificate.fingerprint()
+    }
+
+    /// Drop counters by reason.
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    /// Counters of one transport.
+    pub fn transport_stats(&self, id: TransportId) -> Option<TransportStats> {
+        self.transports.get(&id).map(|t| t.stats)
+    }
+
+    /// The state of one transport.
+    pub fn transport_state(&self, id: TransportId) -> Option<TransportState> {
+        self.transports.get(&id).map(|t| t.state)
+    }
+
+    /// Number of live transports, producers and consumers.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.transports.len(),
+            self.producers.len(),
+            self.consumers.len(),
+        )
+    }
+
+    /// Creates a router (a room's media on this worker).
+    pub fn create_router(&mut self) -> RouterId {
+        let id = RouterId(self.next_id());
+        self.routers.insert(id, Router::new(id));
+        id
+    }
+
+    /// Closes a router and everything in it.
+    pub fn close_router(&mut self, id: RouterId) {
+        if let Some(router) = self.routers.remove(&id) {
+            for t in router.transports {
+                self.remove_transport(t, CloseReason::Closed);
+            }
+        }
+    }
+
+    /// Creates a WebRTC transport on `router`.
+    pub fn create_webrtc_transport(
+        &mut self,
+        now: Instant,
+        router: RouterId,
+        options: WebRtcTransportOptions,
+    ) -> Result<WebRtcTransportInfo, WorkerError> {
+        if !self.routers.contains_key(&router) {
+            return Err(WorkerError::UnknownRouter(router));
+        }
+        let id = TransportId(self.next_id());
+        let mut rng = rand::rng();
+        let (ufrag, pwd) = loop {
+            let c = IceCredentials::generate_with(&mut rng);
+            if !self.by_ufrag.contains_key(&c.ufrag) {
+                break (c.ufrag, c.pwd);
+            }
+        };
+        let ice = IceLiteAgent::new(ufrag.clone(), pwd.clone(), now);
+        let transport = WebRtcTransport::new(
+            id,
+            router,
+            ice,
+            self.certificate.clone(),
+            &options,
+            rng.random(),
+            now,
+        );
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.transports.insert(id, transport);
+        if let Some(r) = self.routers.get_mut(&router) {
+            r.transports.push(id);
+        }
+        Ok(WebRtcTransportInfo {
+            id,
+            ice_ufrag: ufrag,
+            ice_pwd: pwd,
+            fingerprint: self.certificate.fingerprint().clone(),
+            candidates: self.config.announced_addresses.clone(),
+        })
+    }
+
+    /// Gives a transport the peer's DTLS fingerprint (from its answer).
+    pub fn set_remote_fingerprint(
+        &mut self,
+        now: Instant,
+        id: TransportId,
+        fingerprint: Fingerprint,
+    ) -> Result<(), WorkerError> {
+        let t = self
+            .transports
+            .get_mut(&id)
+            .ok_or(WorkerError::UnknownTransport(id))?;
+        let result = t.dtls.set_remote_fingerprint(now, fingerprint);
+        self.after_dtls(now, id, result);
+        Ok(())
+    }
+
+    /// Closes a transport, its producers and consumers.
+    pub fn close_transport(&mut self, id: TransportId) {
+        self.remove_transport(id, CloseReason::Closed);
+    }
+
+    fn remove_transport(&mut self, id: TransportId, reason: CloseReason) {
+        let Some(t) = self.transports.remove(&id) else {
+            return;
+        };
+        self.by_ufrag.retain(|_, v| *v != id);
+        self.by_tuple.retain(|_, v| *v != id);
+        for c in t.consumers {
+            self.detach_consumer(c);
+        }
+        for p in t.producers {
+            self.remove_producer(p);
+        }
+        if let Some(r) = self.routers.get_mut(&t.router) {
+            r.transports.retain(|x| *x != id);
+        }
+        self.events.push_back(WorkerEvent::TransportClosed {
+            transport: id,
+            reason,
+        });
+    }
+
+    /// Creates a producer for what the peer of `transport` publishes.
+    pub fn produce(
+        &mut self,
+        transport: TransportId,
+        parameters: RtpParameters,
+    ) -> Result<ProducerId, WorkerError> {
+        let kind = parameters.validate_for_producer()?;
+        let t = self
+            .transports
+            .get(&transport)
+            .ok_or(WorkerError::UnknownTransport(transport))?;
+        // A publisher may only send what it declared, and one declaration belongs to one producer.
+        for other in t.producers.iter().filter_map(|p| self.producers.get(p)) {
+            if parameters.mid.is_some() && other.parameters.mid == parameters.mid {
+                return Err(WorkerError::DuplicateStream(format!(
+                    "mid {:?}",
+                    parameters.mid
+                )));
+            }
+            for e in &parameters.encodings {
+                if e.ssrc.is_some() && other.known_ssrcs().any(|s| Some(s) == e.ssrc) {
+                    return Err(WorkerError::DuplicateStream(format!("ssrc {:?}", e.ssrc)));
+                }
+            }
+        }
+        let router = t.router;
+        let id = ProducerId(self.next_id());
+        let producer = Producer::new(id, transport, router, kind, parameters);
+        if let Some(t) = self.transports.get_mut(&transport) {
+            for (i, s) in producer.streams.iter().enumerate() {
+                if let Some(ssrc) = s.ssrc {
+                    t.ssrc_bindings.insert(ssrc, (id, i));
+                }
+            }
+            t.producers.push(id);
+        }
+        if let Some(r) = self.routers.get_mut(&router) {
+            r.producers.push(id);
+        }
+        self.producers.insert(id, producer);
+        Ok(id)
+    }
+
+    /// Closes a producer and its consumers.
+    pub fn close_producer(&mut self, id: ProducerId) -> Result<(), WorkerError> {
+        if !self.producers.contains_key(&id) {
+            return Err(WorkerError::UnknownProducer(id));
+        }
+        self.remove_producer(id);
+        Ok(())
+    }
+
+    fn remove_producer(&mut self, id: ProducerId) {
+        let Some(p) = self.producers.remove(&id) else {
+            return;
+        };
+        if let Some(t) = self.transports.get_mut(&p.transport) {
+            t.producers.retain(|x| *x != id);
+            t.ssrc_bindings.retain(|_, (pid, _)| *pid != id);
+        }
+        if let Some(r) = self.routers.get_mut(&p.router) {
+            r.producers.retain(|x| *x != id);
+        }
+        for c in p.consumers {
+            if let Some(consumer) = self.consumers.remove(&c) {
+                if let Some(t) = self.transports.get_mut(&consumer.transport) {
+                    t.consumers.retain(|x| *x != c);
+                    t.consumer_ssrcs.remove(&consumer.ssrc);
+                }
+                self.events
+                    .push_back(WorkerEvent::ConsumerClosed { consumer: c });
+            }
+        }
+    }
+
+    /// Creates a consumer of `producer` on `transport`, for a subscriber with `capabilities`;
+    /// `mid` is the media section the signaling layer put it in. Returns the consumer and the
+    /// parameters to describe to the subscriber.
+    pub fn consume(
+        &mut self,
+        now: Instant,
+        transport: TransportId,
+        producer: ProducerId,
+        capabilities: &RtpCapabilities,
+        mid: Option<String>,
+    ) -> Result<(ConsumerId, RtpParameters), WorkerError> {
+        let id = ConsumerId(self.next_id());
+        let p = self
+            .producers
+            .get(&producer)
+            .ok_or(WorkerError::UnknownProducer(producer))?;
+        let t = self
+            .transports
+            .get(&transport)
+            .ok_or(WorkerError::UnknownTransport(transport))?;
+        if p.router != t.router {
+            return Err(WorkerError::OtherRouter(producer));
+        }
+        let mut rng = rand::rng();
+        let (ssrc, rtx_ssrc) = loop {
+            let (a, b): (u32, u32) = (rng.random(), rng.random());
+            if a != b
+                && !t.consumer_ssrcs.contains_key(&a)
+                && !t.consumer_ssrcs.contains_key(&b)
+                && a != t.rtcp_ssrc
+            {
+                break (a, b);
+            }
+        };
+        let parameters = p
+            .parameters
+            .for_consumer(capabilities, mid, ssrc, rtx_ssrc)?;
+        let consumer = Consumer::new(
+            id,
+            transport,
+            producer,
+            p.kind,
+            &p.parameters,
+            parameters.clone(),
+            rng.random(),
+            rng.random(),
+        );
+        if let Some(t) = self.transports.get_mut(&transport) {
+            t.consumers.push(id);
+            t.consumer_ssrcs.insert(ssrc, id);
+        }
+        if let Some(p) = self.producers.get_mut(&producer) {
+            p.consumers.push(id);
+        }
+        self.consumers.insert(id, consumer);
+        // A new subscriber needs a keyframe to start decoding.
+        self.request_keyframe(now, producer);
+        Ok((id, parameters))
+    }
+
+    /// Closes a consumer.
+    pub fn close_consumer(&mut self, id: ConsumerId) -> Result<(), WorkerError> {
+        if !self.consumers.contains_key(&id) {
+            return Err(WorkerError::UnknownConsumer(id));
+        }
+        self.detach_consumer(id);
+        Ok(())
+    }
+
+    fn detach_consumer(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.remove(&id) else {
+            return;
+        };
+        if let Some(p) = self.producers.get_mut(&c.producer) {
+            p.consumers.retain(|x| *x != id);
+        }
+        if let Some(t) = self.transports.get_mut(&c.transport) {
+            t.consumers.retain(|x| *x != id);
+            t.consumer_ssrcs.remove(&c.ssrc);
+        }
+    }
+
+    /// Pauses or resumes a consumer. On resume a keyframe is requested.
+    pub fn set_consumer_paused(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        paused: bool,
+    ) -> Result<(), WorkerError> {
+        let c = self
+            .consumers
+            .get_mut(&id)
+            .ok_or(WorkerError::UnknownConsumer(id))?;
+        let was = std::mem::replace(&mut c.paused, paused);
+        if was && !paused {
+            c.rebase();
+            let producer = c.producer;
+            self.request_keyframe(now, producer);
+        }
+        Ok(())
+    }
+
+    /// Asks the publisher of `producer` for a keyframe, throttled.
+    pub fn request_keyframe(&mut self, now: Instant, producer: ProducerId) {
+        let Some(p) = self.producers.get_mut(&producer) else {
+            return;
+        };
+        if p.kind == crate::MediaKind::Video && p.keyframe_requests.request(now) {
+            self.send_pli(producer);
+        }
+    }
+
+    fn send_pli(&mut self, producer: ProducerId) {
+        let Some(p) = self.producers.get(&producer) else {
+            return;
+        };
+        let Some(t) = self.transports.get_mut(&p.transport) else {
+            return;
+        };
+        let mut buf = self.pool.take();
+        for ssrc in p.known_ssrcs() {
+            rtcp::write_pli(&mut buf, t.rtcp_ssrc, ssrc);
+        }
+        if buf.is_empty() {
+            self.pool.give_back(buf);
+            return;
+        }
+        send_rtcp(t, buf, &mut self.transmits, &mut self.pool);
+    }
+
+    /// Returns a sent buffer to the pool.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.pool.give_back(buf);
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<WorkerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let transports = self.transports.values().flat_map(|t| {
+            [
+                t.ice.poll_timeout(),
+                t.dtls.poll_timeout(),
+                t.is_connected().then_some(t.next_report),
+            ]
+        });
+        let producers = self
+            .producers
+            .values()
+            .map(|p| p.keyframe_requests.next_due());
+        transports.chain(producers).flatten().min()
+    }
+
+    /// Advances timers: ICE consent, DTLS retransmission, RTCP reports, deferred keyframe requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<TransportId> = self.transports.keys().copied().collect();
+        for id in ids {
+            let mut closed = None;
+            if let Some(t) = self.transports.get_mut(&id) {
+                t.ice.handle_timeout(now);
+                while let Some(e) = t.ice.poll_event() {
+                    match e {
+                        IceEvent::ConsentExpired => closed = Some(CloseReason::ConsentExpired),
+                        IceEvent::SelectedTupleChanged(remote) => {
+                            self.events.push_back(WorkerEvent::TransportTupleChanged {
+                                transport: id,
+                                remote,
+                            });
+                        }
+                    }
+                }
+                if closed.is_none() {
+                    let result = t.dtls.handle_timeout(now).map(|()| None);
+                    self.after_dtls(now, id, result);
+                }
+            }
+            if let Some(reason) = closed {
+                self.remove_transport(id, reason);
+                continue;
+            }
+            if let Some(t) = self.transports.get(&id)
+                && t.is_connected()
+                && now >= t.next_report
+            {
+                self.send_reports(now, id);
+            }
+        }
+        let due: Vec<ProducerId> = self
+            .producers
+            .values_mut()
+            .filter_map(|p| p.keyframe_requests.poll(now).then_some(p.id))
+            .collect();
+        for p in due {
+            self.send_pli(p);
+        }
+    }
+
+    fn ntp_time(&self, now: Instant) -> u64 {
+        let wall = self.started_wall + now.saturating_duration_since(self.started);
+        let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since_unix.as_secs() + 2_208_988_800; // 1900 → 1970
+        let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+        (secs << 32) | frac
+    }
+
+    /// One compound RTCP packet per transport and interval: an SR per consumer, then an RR
+    /// with a block per producer stream.
+    fn send_reports(&mut self, now: Instant, id: TransportId) {
+        let ntp = self.ntp_time(now);
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        t.next_report = now + RTCP_REPORT_INTERVAL;
+        let mut buf = self.pool.take();
+        for c in t.consumers.iter().filter_map(|c| self.consumers.get(c)) {
+            if let Some(rtp_time) = c.rtp_time_at(now) {
+                rtcp::write_sender_report(
+                    &mut buf,
+                    c.ssrc,
+                    ntp,
+                    rtp_time,
+                    c.stats.packets as u32,
+                    c.stats.bytes as u32,
+                    &[],
+                );
+            }
+        }
+        let mut reports = Vec::new();
+        for pid in &t.producers {
+            let Some(p) = self.producers.get_mut(pid) else {
+                continue;
+            };
+            for s in &mut p.streams {
+                if let Some(ssrc) = s.ssrc
+                    && let Some(r) = s.stats.report(ssrc, now)
+                {
+                    reports.push(r);
+                }
+            }
+        }
+        if !reports.is_empty() || buf.is_empty() {
+            for chunk in reports.chunks(31) {
+                rtcp::write_receiver_report(&mut buf, t.rtcp_ssrc, chunk);
+            }
+            if reports.is_empty() {
+                rtcp::write_receiver_report(&mut buf, t.rtcp_ssrc, &[]);
+            }
+        }
+        send_rtcp(t, buf, &mut self.transmits, &mut self.pool);
+    }
+
+    fn after_dtls(
+        &mut self,
+        now: Instant,
+        id: TransportId,
+        result: Result<Option<DtlsEvent>, DtlsError>,
+    ) {
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        let destination = t.destination();
+        while let Some(d) = t.dtls.poll_datagram() {
+            if let Some(destination) = destination {
+                let mut buf = self.pool.take();
+                buf.extend_from_slice(&d);
+                t.stats.bytes_out += buf.len() as u64;
+                self.transmits.push_back(Transmit {
+                    destination,
+                    contents: buf,
+                });
+            }
+        }
+        match result {
+            Ok(Some(DtlsEvent::Connected(keys))) => {
+                let contexts = SrtpContext::new(keys.profile, &keys.remote_key, &keys.remote_salt)
+                    .and_then(|inbound| {
+                        Ok((
+                            inbound,
+                            SrtpContext::new(keys.profile, &keys.local_key, &keys.local_salt)?,
+                        ))
+                    });
+                match contexts {
+                    Ok((inbound, outbound)) => {
+                        t.srtp_in = Some(inbound);
+                        t.srtp_out = Some(outbound);
+                        t.state = TransportState::Connected;
+                        t.next_report = now;
+                        self.events.push_back(WorkerEvent::TransportConnected {
+                            transport: id,
+                            srtp_profile: keys.profile,
+                        });
+                        // Producers on this transport may have consumers already waiting.
+                        let producers = t.producers.clone();
+                        for p in producers {
+                            if let Some(p) = self.producers.get_mut(&p)
+                                && !p.consumers.is_empty()
+                                && p.keyframe_requests.request(now)
+                            {
+                                let pid = p.id;
+                                self.send_pli(pid);
+                            }
+                        }
+                    }
+                    Err(e) => self.remove_transport(id, CloseReason::DtlsFailed(e.to_string())),
+                }
+            }
+            Ok(Some(DtlsEvent::Closed)) => self.remove_transport(id, CloseReason::PeerClosed),
+            Ok(None) => {}
+            Err(e) => {
+                if t.dtls.is_finished() {
+                    self.remove_transport(id, CloseReason::DtlsFailed(e.to_string()));
+                } else {
+                    self.drops.count(DropReason::DtlsMalformed);
+                }
+            }
+        }
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: BytesMut) {
+        if data.len() > MAX_DATAGRAM {
+            return self.drops.count(DropReason::Oversize);
+        }
+        let Some(&first) = data.first() else {
+            return self.drops.count(DropReason::Empty);
+        };
+        match first {
+            0..=3 => self.handle_stun(now, source, &data),
+            20..=63 => self.handle_dtls(now, source, &data),
+            128..=191 => self.handle_srtp(now, source, data),
+            _ => self.drops.count(DropReason::UnknownProtocol),
+        }
+    }
+
+    fn handle_stun(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let Ok(msg) = StunMessage::parse(data) else {
+            return self.drops.count(DropReason::StunMalformed);
+        };
+        if !msg.is_binding_request() {
+            return self.drops.count(DropReason::StunNotBindingRequest);
+        }
+        let local_ufrag = msg
+            .username()
+            .and_then(|u| u.split(|b| *b == b':').next())
+            .and_then(|u| std::str::from_utf8(u).ok());
+        let Some(&id) = local_ufrag.and_then(|u| self.by_ufrag.get(u)) else {
+            return self.drops.count(DropReason::StunUnknownUfrag);
+        };
+        let Some(t) = self.transports.get_mut(&id) else {
+            return self.drops.count(DropReason::StunUnknownUfrag);
+        };
+        t.stats.datagrams_in += 1;
+        t.stats.bytes_in += data.len() as u64;
+        let mut out = self.pool.take();
+        match t.ice.handle_binding_request(now, source, &msg, &mut out) {
+            Ok(()) => {
+                self.by_tuple.insert(source, id);
+                t.stats.bytes_out += out.len() as u64;
+                self.transmits.push_back(Transmit {
+                    destination: source,
+                    contents: out,
+                });
+                while let Some(e) = t.ice.poll_event() {
+                    if let IceEvent::SelectedTupleChanged(remote) = e {
+                        self.events.push_back(WorkerEvent::TransportTupleChanged {
+                            transport: id,
+                            remote,
+                        });
+                    }
+                }
+            }
+            Err(reason) => {
+                self.pool.give_back(out);
+                self.drops.count(match reason {
+                    IceDrop::UnknownUfrag => DropReason::StunUnknownUfrag,
+                    IceDrop::BadFingerprint | IceDrop::MissingFingerprint => {
+                        DropReason::StunBadFingerprint
+                    }
+                    IceDrop::RoleConflict => DropReason::StunRoleConflict,
+                    IceDrop::NotBindingRequest => DropReason::StunNotBindingRequest,
+                    _ => DropReason::StunBadIntegrity,
+                });
+            }
+        }
+    }
+
+    /// The transport whose ICE agent has validated `source`, if any.
+    fn validated_transport(&self, source: SocketAddr) -> Option<TransportId> {
+        let id = *self.by_tuple.get(&source)?;
+        let t = self.transports.get(&id)?;
+        t.ice.is_validated(source).then_some(id)
+    }
+
+    fn handle_dtls(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let Some(id) = self.validated_transport(source) else {
+            return self.drops.count(DropReason::DtlsWrongSource);
+        };
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        t.stats.datagrams_in += 1;
+        t.stats.bytes_in += data.len() as u64;
+        let result = t.dtls.handle_datagram(now, data);
+        self.after_dtls(now, id, result);
+    }
+
+    fn handle_srtp(&mut self, now: Instant, source: SocketAddr, mut data: BytesMut) {
+        let Some(id) = self.validated_transport(source) else {
+            return self.drops.count(DropReason::RtpWrongSource);
+        };
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        t.stats.datagrams_in += 1;
+        t.stats.bytes_in += data.len() as u64;
+        let Some(srtp) = t.srtp_in.as_mut() else {
+            return self.drops.count(DropReason::SrtpNotReady);
+        };
+        // RFC 5761 §4: RTCP packet types 192..=223 share the RTP port.
+        let is_rtcp = data.get(1).is_some_and(|pt| (192..=223).contains(pt));
+        if is_rtcp {
+            return match srtp.unprotect_rtcp(&mut data) {
+                Ok(len) => {
+                    data.truncate(len);
+                    t.stats.rtcp_in += 1;
+                    self.handle_rtcp(now, id, &data);
+                }
+                Err(e) => self.drops.count(srtp_drop(&e)),
+            };
+        }
+        let Ok(header) = RtpHeader::parse(&data) else {
+            return self.drops.count(DropReason::RtpMalformed);
+        };
+        match srtp.unprotect_rtp(&mut data, header.header_len) {
+            Ok(len) => data.truncate(len),
+            Err(e) => return self.drops.count(srtp_drop(&e)),
+        }
+        let Ok((payload_start, payload_end)) = header.payload_range(&data) else {
+            return self.drops.count(DropReason::RtpMalformed);
+        };
+        // Only now, after authentication, may per-SSRC state be created.
+        let binding = match t.ssrc_bindings.get(&header.ssrc) {
+            Some(b) => Some(*b),
+            None => bind_stream(t, &mut self.producers, &header, &data),
+        };
+        let Some((producer_id, stream)) = binding else {
+            return self.drops.count(DropReason::RtpUnknownSsrc);
+        };
+        let Some(producer) = self.producers.get_mut(&producer_id) else {
+            return self.drops.count(DropReason::RtpUnknownSsrc);
+        };
+        if !producer.accepts_payload_type(header.payload_type) {
+            return self
+                .drops
+                .count(if producer.is_rtx_payload_type(header.payload_type) {
+                    DropReason::RtpRtxUnhandled
+                } else {
+                    DropReason::RtpUnknownPayloadType
+                });
+        }
+        t.stats.rtp_in += 1;
+        let arrival = (now.saturating_duration_since(self.started).as_secs_f64()
+            * f64::from(producer.clock_rate)) as i64;
+        if let Some(s) = producer.streams.get_mut(stream) {
+            s.stats.on_packet(
+                header.sequence_number,
+                header.timestamp,
+                arrival,
+                payload_end - payload_start,
+            );
+        }
+        let packet = data.freeze();
+        let payload = packet.get(payload_start..payload_end).unwrap_or(&[]);
+        // Fan out: the one copy per subscriber (its own header and keys).
+        for cid in &producer.consumers {
+            let Some(consumer) = self.consumers.get_mut(cid) else {
+                continue;
+            };
+            if consumer.paused {
+                continue;
+            }
+            let Some(out_t) = self.transports.get_mut(&consumer.transport) else {
+                continue;
+            };
+            let (Some(destination), Some(srtp)) = (out_t.destination(), out_t.srtp_out.as_mut())
+            else {
+                continue;
+            };
+            if out_t.state != TransportState::Connected {
+                continue;
+            }
+            let mut buf = self.pool.take();
+            let Some((header_len, roc)) =
+                consumer.write_packet(now, &header, &packet, payload, &mut buf)
+            else {
+                self.pool.give_back(buf);
+                continue;
+            };
+            if srtp.protect_rtp(&mut buf, header_len, roc).is_err() {
+                self.pool.give_back(buf);
+                continue;
+            }
+            out_t.stats.rtp_out += 1;
+            out_t.stats.bytes_out += buf.len() as u64;
+            self.transmits.push_back(Transmit {
+                destination,
+                contents: buf,
+            });
+        }
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, id: TransportId, data: &[u8]) {
+        if rtcp::validate_compound(data).is_err() {
+            return self.drops.count(DropReason::RtcpMalformed);
+        }
+        let mut keyframes = Vec::new();
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        for part in RtcpReader::new(data).flatten() {
+            match part {
+                RtcpPart::SenderReport { ssrc, ntp_time, .. } => {
+                    if let Some((pid, stream)) = t.ssrc_bindings.get(&ssrc)
+                        && let Some(s) = self
+                            .producers
+                            .get_mut(pid)
+                            .and_then(|p| p.streams.get_mut(*stream))
+                    {
+                        s.stats.on_sender_report(ntp_time, now);
+                    }
+                }
+                RtcpPart::ReceiverReport { reports, .. } => {
+                    for r in rtcp::reception_reports(reports) {
+                        if let Some(c) = t
+                            .consumer_ssrcs
+                            .get(&r.ssrc)
+                            .and_then(|c| self.consumers.get_mut(c))
+                        {
+                            c.stats.last_report = Some(r);
+                        }
+                    }
+                }
+                RtcpPart::Pli { media_ssrc, .. } => {
+                    if let Some(c) = t
+                        .consumer_ssrcs
+                        .get(&media_ssrc)
+                        .and_then(|c| self.consumers.get(c))
+                    {
+                        keyframes.push(c.producer);
+                    }
+                }
+                RtcpPart::Fir { entries, .. } => {
+                    for ssrc in rtcp::fir_ssrcs(entries) {
+                        if let Some(c) = t
+                            .consumer_ssrcs
+                            .get(&ssrc)
+                            .and_then(|c| self.consumers.get(c))
+                        {
+                            keyframes.push(c.producer);
+                        }
+                    }
+                }
+                RtcpPart::Nack { .. } | RtcpPart::Other { .. } => {}
+            }
+        }
+        for p in keyframes {
+            self.request_keyframe(now, p);
+        }
+    }
+}
+
+fn srtp_drop(e: &SrtpError) -> DropReason {
+    match e {
+        SrtpError::Replayed => DropReason::SrtpReplay,
+        SrtpError::TooManyStreams => DropReason::SrtpTooManyStreams,
+        SrtpError::TooShort => DropReason::RtpMalformed,
+        _ => DropReason::SrtpAuthFail,
+    }
+}
+
+/// Binds an authenticated packet's unknown SSRC to the producer its mid/rid names.
+fn bind_stream(
+    t: &mut WebRtcTransport,
+    producers: &mut HashMap<ProducerId, Producer>,
+    header: &RtpHeader,
+    packet: &[u8],
+) -> Option<(ProducerId, usize)> {
+    for pid in &t.producers {
+        let Some(p) = producers.get_mut(pid) else {
+            continue;
+        };
+        let ext = |uri: &str| {
+            p.parameters
+                .extension_id(uri)
+                .and_then(|id| header.extension(packet, id))
+        };
+        let mid_matches = match (&p.parameters.mid, ext(extension_uri::MID)) {
+            (Some(mid), Some(value)) => mid.as_bytes() == value,
+            _ => false,
+        };
+        if !mid_matches {
+            continue;
+        }
+        let rid = ext(extension_uri::RID);
+        if let Some(stream) = p.bind_stream(header.ssrc, rid) {
+            t.ssrc_bindings.insert(header.ssrc, (*pid, stream));
+            return Some((*pid, stream));
+        }
+        return None;
+    }
+    None
+}
+
+fn send_rtcp(
+    t: &mut WebRtcTransport,
+    mut buf: Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    pool: &mut BufferPool,
+) {
+    let (Some(destination), Some(srtp)) = (t.destination(), t.srtp_out.as_mut()) else {
+        return pool.give_back(buf);
+    };
+    if srtp.protect_rtcp(&mut buf).is_err() {
+        return pool.give_back(buf);
+    }
+    t.stats.rtcp_out += 1;
+    t.stats.bytes_out += buf.len() as u64;
+    transmits.push_back(Transmit {
+        destination,
+        contents: buf,
+    });
+}
