@@ -1,0 +1,182 @@
+//! `sfu-server`: a working meeting server with embedded defaults.
+//!
+//! `cargo run -p sfu-server` binds HTTP/WebSocket on 127.0.0.1:7880 and media on UDP
+//! 127.0.0.1:7882, serves the example web client at `/`, and (development mode, the default
+//! when no API key is configured) mints tokens at `/dev/token`. Settings come from, in order
+//! of precedence: command-line flags, `SFU_*` environment variables, a TOML file
+//! (`--config`), the defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use serde::Deserialize;
+use sfu_core::WorkerConfig;
+use sfu_core::driver::WorkerHandle;
+use signaling::room::RoomSettings;
+use signaling::server::{SignalingConfig, SignalingServer};
+
+/// Command line. Every flag also reads an `SFU_*` environment variable.
+#[derive(Parser, Debug)]
+#[command(version, about = "A WebRTC SFU meeting server")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "SFU_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP and WebSocket listen address.
+    #[arg(long, env = "SFU_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// UDP media listen address (one port for every peer).
+    #[arg(long, env = "SFU_UDP_LISTEN")]
+    udp_listen: Option<SocketAddr>,
+    /// Public IP announced in ICE candidates (behind NAT); defaults to the UDP listen IP.
+    #[arg(long, env = "SFU_ANNOUNCE")]
+    announce: Option<IpAddr>,
+    /// Folder of the web client served at `/`.
+    #[arg(long, env = "SFU_WEB_ROOT")]
+    web_root: Option<PathBuf>,
+    /// API keys as `key:secret`, comma-separated.
+    #[arg(long = "api-key", env = "SFU_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// Enable development mode (`/dev/token`) even with API keys configured.
+    #[arg(long)]
+    dev: bool,
+    /// Disable development mode.
+    #[arg(long, conflicts_with = "dev")]
+    no_dev: bool,
+}
+
+/// The TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http_listen: Option<SocketAddr>,
+    udp_listen: Option<SocketAddr>,
+    announce: Option<IpAddr>,
+    web_root: Option<PathBuf>,
+    dev: Option<bool>,
+    #[serde(default)]
+    api_keys: Vec<ApiKey>,
+    max_participants: Option<usize>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ApiKey {
+    key: String,
+    secret: String,
+}
+
+const DEV_KEY: &str = "devkey";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let file: FileConfig = match &cli.config {
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?,
+        None => FileConfig::default(),
+    };
+    let http_listen = cli
+        .http_listen
+        .or(file.http_listen)
+        .unwrap_or(([127, 0, 0, 1], 7880).into());
+    let udp_listen = cli
+        .udp_listen
+        .or(file.udp_listen)
+        .unwrap_or(([127, 0, 0, 1], 7882).into());
+    let web_root = cli
+        .web_root
+        .or(file.web_root)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/web")));
+
+    let mut config = SignalingConfig::default();
+    for k in &file.api_keys {
+        config
+            .keys
+            .insert(k.key.clone(), k.secret.clone().into_bytes());
+    }
+    for k in &cli.api_keys {
+        let (key, secret) = k.split_once(':').ok_or("--api-key takes key:secret")?;
+        config.keys.insert(key, secret.as_bytes().to_vec());
+    }
+    let dev = if cli.no_dev {
+        false
+    } else {
+        cli.dev || file.dev.unwrap_or(config.keys.is_empty())
+    };
+    if dev {
+        // A fresh secret every start: development tokens never outlive the process.
+        let secret: [u8; 32] = rand::random();
+        config.keys.insert(DEV_KEY, secret.to_vec());
+        config.dev_key = Some(DEV_KEY.to_owned());
+    }
+    if config.keys.is_empty() {
+        return Err("no API key configured and development mode is off: nobody could join".into());
+    }
+    if web_root.is_dir() {
+        config.web_root = Some(web_root);
+    } else {
+        tracing::warn!(
+            "web client folder {} not found: not serving it",
+            web_root.display()
+        );
+    }
+    config.room = RoomSettings {
+        max_participants: file
+            .max_participants
+            .unwrap_or(RoomSettings::default().max_participants),
+    };
+
+    let mut worker_config = WorkerConfig::default();
+    if let Some(ip) = cli.announce.or(file.announce) {
+        worker_config
+            .announced_addresses
+            .push(SocketAddr::new(ip, udp_listen.port()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (worker, events) = WorkerHandle::spawn(udp_listen, worker_config)?;
+        let media = worker.local_addr();
+        let server = SignalingServer::new(config, Arc::new(worker), events);
+        let listener = tokio::net::TcpListener::bind(http_listen).await?;
+        let http = listener.local_addr()?;
+        println!(
+            "sfu-server listening: http://{http} (media UDP {media}){}",
+            if dev { ", development mode" } else { "" }
+        );
+        server.serve(listener, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

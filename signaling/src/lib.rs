@@ -1,0 +1,36 @@
+//! # signaling: the control plane of the SFU
+//!
+//! Browsers talk to the server over one WebSocket each (protocol v1, `docs/protocol.md`).
+//! This crate turns that conversation into media objects on an `sfu-core` worker:
+//!
+//! * [`server`] — the axum router: `/ws`, `/healthz`, `/dev/token`, the web client.
+//! * [`session`] — one WebSocket: limits, authentication, frame dispatch.
+//! * [`registry`] and [`room`] — the rooms; each room is an actor owning its participants,
+//!   tracks, transports, producers and consumers.
+//! * [`sdp`] — SDP ↔ `sfu-core` RTP parameters (the core never sees SDP).
+//! * [`access_token`] — HS256 JWTs carrying identity, room and grants.
+//! * [`protocol`] — the frames as Rust types, with typed error codes.
+//!
+//! ```no_run
+//! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use signaling::server::{SignalingConfig, SignalingServer};
+//! use sfu_core::driver::WorkerHandle;
+//!
+//! let (worker, events) = WorkerHandle::spawn("127.0.0.1:0".parse()?, Default::default())?;
+//! let mut config = SignalingConfig::default();
+//! config.keys.insert("key", b"a long random secret".to_vec());
+//! let server = SignalingServer::new(config, Arc::new(worker), events);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7880").await?;
+//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod access_token;
+pub mod names;
+pub mod protocol;
+pub mod registry;
+pub mod room;
+pub mod sdp;
+pub mod server;
+pub mod session;

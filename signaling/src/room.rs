@@ -1,0 +1,874 @@
+//! A room: its participants, their tracks, and the media objects behind them.
+//!
+//! Each room is an actor: one tokio task owning the room's state and processing
+//! [`RoomCommand`]s one at a time, so no lock is held across the awaits on the media worker
+//! and one room's failure cannot touch another. The actor turns signaling requests into
+//! worker calls (transports, producers, consumers), writes the SDP, and pushes every frame a
+//! participant must see into that participant's outbound queue, in order. A participant whose
+//! queue is full (a slow reader) is removed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sfu_core::driver::WorkerHandle;
+use sfu_core::{
+    ConsumerId, MediaKind, ProducerId, RouterId, RtpParameters, TransportId, WebRtcTransportInfo,
+    WebRtcTransportOptions,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::access_token::{Claims, Grants};
+use crate::protocol::{
+    ErrorCode, ParticipantInfo, ProtocolError, PublishTrack, PublishedTrack, ServerMessage,
+    SubscribedTrack, TrackInfo, TrackSource,
+};
+use crate::registry::Registry;
+use crate::sdp::{self, Direction, LocalTransport, SubscribeSection};
+
+/// What a session sends on its outbound queue.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame to send.
+    Frame(ServerMessage),
+    /// Send `closing` with this reason, then close the socket.
+    Close(String),
+}
+
+/// A session's outbound queue.
+pub type OutboundQueue = mpsc::Sender<Outbound>;
+
+/// Requests to a room actor.
+#[derive(Debug)]
+pub enum RoomCommand {
+    /// A verified participant enters. The reply carries its sid.
+    Join {
+        /// Request id of the `join` frame.
+        id: Value,
+        /// Verified token claims.
+        claims: Claims,
+        /// The session's outbound queue.
+        outbound: OutboundQueue,
+        /// Where to report the sid (or why not).
+        reply: oneshot::Sender<Result<String, ProtocolError>>,
+    },
+    /// A signaling request from a joined participant.
+    Request {
+        /// Who.
+        sid: String,
+        /// Its request id.
+        id: Value,
+        /// What.
+        request: ParticipantRequest,
+    },
+    /// The participant's session ended.
+    Leave {
+        /// Who.
+        sid: String,
+    },
+    /// A media transport of this room closed on the worker.
+    TransportClosed {
+        /// Which.
+        transport: TransportId,
+        /// Why.
+        reason: String,
+    },
+    /// The server shuts down: tell everyone and stop.
+    Shutdown,
+}
+
+/// Requests a joined participant can make.
+#[derive(Debug)]
+pub enum ParticipantRequest {
+    /// Publish offer.
+    Publish {
+        /// SDP offer.
+        sdp: String,
+        /// Mid → source.
+        tracks: Vec<PublishTrack>,
+    },
+    /// Subscribe answer.
+    SubscribeAnswer {
+        /// SDP answer.
+        sdp: String,
+        /// Answered version.
+        version: u64,
+    },
+    /// Mute a track.
+    Mute {
+        /// Track id.
+        track: String,
+        /// New state.
+        muted: bool,
+    },
+    /// Unpublish a track.
+    Unpublish {
+        /// Track id.
+        track: String,
+    },
+}
+
+/// Room settings.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// Maximum participants at once.
+    pub max_participants: usize,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            max_participants: 100,
+        }
+    }
+}
+
+struct Track {
+    info: TrackInfo,
+    producer: ProducerId,
+    publish_mid: String,
+}
+
+struct Slot {
+    mid: String,
+    kind: MediaKind,
+    track: String,
+    publisher: String,
+    consumer: Option<ConsumerId>,
+    parameters: Option<RtpParameters>,
+}
+
+struct Subscription {
+    transport: WebRtcTransportInfo,
+    slots: Vec<Slot>,
+    version: u64,
+    awaiting_answer: bool,
+    dirty: bool,
+    fingerprint_known: bool,
+}
+
+struct Publication {
+    transport: WebRtcTransportInfo,
+    fingerprint: sfu_core::Fingerprint,
+    /// Per mid, what was accepted in the last answer.
+    accepted: BTreeMap<String, Option<RtpParameters>>,
+    answers: u64,
+}
+
+struct Participant {
+    info: ParticipantInfo,
+    grants: Grants,
+    outbound: OutboundQueue,
+    subscription: Subscription,
+    publication: Option<Publication>,
+}
+
+/// The room actor's state.
+pub struct Room {
+    name: String,
+    router: RouterId,
+    worker: Arc<WorkerHandle>,
+    registry: Registry,
+    settings: RoomSettings,
+    participants: BTreeMap<String, Participant>,
+    tracks: BTreeMap<String, Track>,
+}
+
+fn local(info: &WebRtcTransportInfo) -> LocalTransport {
+    LocalTransport {
+        ice_ufrag: info.ice_ufrag.clone(),
+        ice_pwd: info.ice_pwd.clone(),
+        fingerprint: info.fingerprint.clone(),
+        candidates: info.candidates.clone(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ProtocolError {
+    tracing::warn!("room internal error: {e}");
+    ProtocolError::new(ErrorCode::Internal, "internal server error")
+}
+
+impl Room {
+    /// Creates the room's router on the worker and returns the actor state.
+    pub async fn create(
+        name: String,
+        worker: Arc<WorkerHandle>,
+        registry: Registry,
+        settings: RoomSettings,
+    ) -> Result<Self, ProtocolError> {
+        let router = worker
+            .call(|w, _| w.create_router())
+            .await
+            .map_err(internal)?;
+        Ok(Self {
+            name,
+            router,
+            worker,
+            registry,
+            settings,
+            participants: BTreeMap::new(),
+            tracks: BTreeMap::new(),
+        })
+    }
+
+    /// Processes commands until the room is empty (or shut down), then closes its router.
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<RoomCommand>) {
+        while let Some(command) = commands.recv().await {
+            match command {
+                RoomCommand::Join {
+                    id,
+                    claims,
+                    outbound,
+                    reply,
+                } => {
+                    let result = self.join(id, claims, outbound).await;
+                    let _ = reply.send(result);
+                }
+                RoomCommand::Request { sid, id, request } => {
+                    if let Err(e) = self.request(&sid, id.clone(), request).await {
+                        self.send(&sid, e.to_message(Some(id)));
+                    }
+                }
+                RoomCommand::Leave { sid } => self.remove_participant(&sid).await,
+                RoomCommand::TransportClosed { transport, reason } => {
+                    let owner = self.participants.iter().find(|(_, p)| {
+                        p.subscription.transport.id == transport
+                            || p.publication
+                                .as_ref()
+                                .is_some_and(|x| x.transport.id == transport)
+                    });
+                    if let Some((sid, p)) = owner {
+                        let sid = sid.clone();
+                        let _ = p.outbound.try_send(Outbound::Close(format!(
+                            "media connection closed: {reason}"
+                        )));
+                        self.remove_participant(&sid).await;
+                    }
+                }
+                RoomCommand::Shutdown => {
+                    for p in self.participants.values() {
+                        let _ = p
+                            .outbound
+                            .try_send(Outbound::Close("server shutting down".into()));
+                    }
+                    self.participants.clear();
+                }
+            }
+            if self.participants.is_empty()
+                && self.registry.remove_if_idle(&self.name, &commands).await
+            {
+                break;
+            }
+        }
+        let router = self.router;
+        let _ = self.worker.call(move |w, _| w.close_router(router)).await;
+        tracing::info!(room = %self.name, "room closed");
+    }
+
+    /// Queues a frame for a participant; a full queue means a slow reader, who is dropped.
+    fn send(&mut self, sid: &str, message: ServerMessage) {
+        let Some(p) = self.participants.get(sid) else {
+            return;
+        };
+        if p.outbound.try_send(Outbound::Frame(message)).is_err() {
+            tracing::info!(room = %self.name, %sid, "outbound queue full or closed: removing participant");
+            let _ = p.outbound.try_send(Outbound::Close("too slow".into()));
+            // Removal happens when its session reports the leave; mark it by closing the queue side.
+        }
+    }
+
+    fn broadcast(&mut self, except: &str, message: &ServerMessage) {
+        let sids: Vec<String> = self
+            .participants
+            .keys()
+            .filter(|s| s.as_str() != except)
+            .cloned()
+            .collect();
+        for sid in sids {
+            self.send(&sid, message.clone());
+        }
+    }
+
+    async fn join(
+        &mut self,
+        id: Value,
+        claims: Claims,
+        outbound: OutboundQueue,
+    ) -> Result<String, ProtocolError> {
+        if self.participants.len() >= self.settings.max_participants {
+            return Err(ProtocolError::new(ErrorCode::RoomFull, "the room is full"));
+        }
+        let sid = format!("PA_{}", random_id());
+        let router = self.router;
+        let transport = self
+            .worker
+            .call(move |w, now| {
+                w.create_webrtc_transport(now, router, WebRtcTransportOptions::default())
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        self.registry.watch_transport(transport.id, &self.name);
+        let info = ParticipantInfo {
+            sid: sid.clone(),
+            identity: claims.sub.clone(),
+            name: claims.name.clone(),
+        };
+        let participant = Participant {
+            info: info.clone(),
+            grants: claims.grants,
+            outbound,
+            subscription: Subscription {
+                transport,
+                slots: Vec::new(),
+                version: 0,
+                awaiting_answer: false,
+                dirty: false,
+                fingerprint_known: false,
+            },
+            publication: None,
+        };
+        let others: Vec<ParticipantInfo> =
+            self.participants.values().map(|p| p.info.clone()).collect();
+        let tracks: Vec<TrackInfo> = self.tracks.values().map(|t| t.info.clone()).collect();
+        self.participants.insert(sid.clone(), participant);
+        self.send(
+            &sid,
+            ServerMessage::Joined {
+                id,
+                room: self.name.clone(),
+                participant: info.clone(),
+                participants: others,
+                tracks,
+            },
+        );
+        self.broadcast(
+            &sid,
+            &ServerMessage::ParticipantJoined { participant: info },
+        );
+        if claims.grants.subscribe {
+            let track_ids: Vec<String> = self.tracks.keys().cloned().collect();
+            for t in track_ids {
+                self.add_slot(&sid, &t).await;
+            }
+            self.renegotiate(&sid);
+        }
+        tracing::info!(room = %self.name, %sid, identity = %claims.sub, "joined");
+        Ok(sid)
+    }
+
+    async fn request(
+        &mut self,
+        sid: &str,
+        id: Value,
+        request: ParticipantRequest,
+    ) -> Result<(), ProtocolError> {
+        match request {
+            ParticipantRequest::Publish { sdp, tracks } => {
+                self.publish(sid, id, &sdp, &tracks).await
+            }
+            ParticipantRequest::SubscribeAnswer { sdp, version } => {
+                self.subscribe_answer(sid, id, &sdp, version).await
+            }
+            ParticipantRequest::Mute { track, muted } => self.mute(sid, id, &track, muted).await,
+            ParticipantRequest::Unpublish { track } => {
+                self.owned_track(sid, &track)?;
+                self.unpublish(&track).await;
+                self.send(sid, ServerMessage::Ok { id });
+                Ok(())
+            }
+        }
+    }
+
+    fn owned_track(&self, sid: &str, track: &str) -> Result<(), ProtocolError> {
+        match self.tracks.get(track) {
+            Some(t) if t.info.participant == sid => Ok(()),
+            _ => Err(ProtocolError::new(
+                ErrorCode::UnknownTrack,
+                format!("no track {track:?} of yours"),
+            )),
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        sid: &str,
+        id: Value,
+        sdp_text: &str,
+        sources: &[PublishTrack],
+    ) -> Result<(), ProtocolError> {
+        let p = self
+            .participants
+            .get(sid)
+            .ok_or_else(|| internal("publisher vanished"))?;
+        if !p.grants.publish {
+            return Err(ProtocolError::new(
+                ErrorCode::PermissionDenied,
+                "your token does not allow publishing",
+            ));
+        }
+        let offer = sdp::parse_description(sdp_text)
+            .map_err(|e| ProtocolError::new(ErrorCode::InvalidSdp, e.to_string()))?;
+        if let Some(publication) = &p.publication
+            && publication.fingerprint != offer.fingerprint
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidSdp,
+                "the DTLS fingerprint cannot change within a session",
+            ));
+        }
+        // Validate every new sending section before creating anything.
+        let previous = p
+            .publication
+            .as_ref()
+            .map(|x| x.accepted.clone())
+            .unwrap_or_default();
+        let mut plan: Vec<(usize, Option<RtpParameters>, bool)> = Vec::new();
+        for (i, m) in offer.media.iter().enumerate() {
+            let sending = !m.rejected
+                && matches!(m.direction, Direction::SendOnly | Direction::SendRecv)
+                && m.kind.is_some();
+            if !sending {
+                plan.push((i, None, false));
+                continue;
+            }
+            match previous.get(&m.mid) {
+                Some(Some(params)) => plan.push((i, Some(params.clone()), false)),
+                _ => {
+                    let params = sdp::publish_parameters(m).map_err(|e| {
+                        ProtocolError::new(ErrorCode::NoSupportedCodec, e.to_string())
+                    })?;
+                    params
+                        .validate_for_producer()
+                        .map_err(|e| ProtocolError::new(ErrorCode::InvalidSdp, e.to_string()))?;
+                    plan.push((i, Some(params), true));
+                }
+            }
+        }
+        // The transport, once.
+        if p.publication.is_none() {
+            let router = self.router;
+            let fingerprint = offer.fingerprint.clone();
+            let options = WebRtcTransportOptions {
+                remote_fingerprint: Some(fingerprint.clone()),
+                ..Default::default()
+            };
+            let transport = self
+                .worker
+                .call(move |w, now| w.create_webrtc_transport(now, router, options))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            self.registry.watch_transport(transport.id, &self.name);
+            if let Some(p) = self.participants.get_mut(sid) {
+                p.publication = Some(Publication {
+                    transport,
+                    fingerprint,
+                    accepted: BTreeMap::new(),
+                    answers: 0,
+                });
+            }
+        }
+        let transport_id = self
+            .participants
+            .get(sid)
+            .and_then(|p| p.publication.as_ref())
+            .map(|x| x.transport.id)
+            .ok_or_else(|| internal("no publication"))?;
+        // Tracks whose section stopped sending end.
+        let ended: Vec<String> = self
+            .tracks
+            .values()
+            .filter(|t| t.info.participant == sid)
+            .filter(|t| {
+                !plan.iter().any(|(i, params, _)| {
+                    params.is_some() && offer.media.get(*i).is_some_and(|m| m.mid == t.publish_mid)
+                })
+            })
+            .map(|t| t.info.id.clone())
+            .collect();
+        for t in ended {
+            self.unpublish(&t).await;
+        }
+        let mut created = Vec::new();
+        let mut answered = Vec::new();
+        let mut accepted = Vec::new();
+        for (i, params, new) in plan {
+            let Some(m) = offer.media.get(i) else {
+                continue;
+            };
+            accepted.push(params.clone());
+            let Some(params) = params else { continue };
+            let kind = m.kind.unwrap_or(MediaKind::Audio);
+            let track_id = if new {
+                let for_worker = params.clone();
+                let producer = self
+                    .worker
+                    .call(move |w, _| w.produce(transport_id, for_worker))
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| ProtocolError::new(ErrorCode::InvalidSdp, e.to_string()))?;
+                let source = sources
+                    .iter()
+                    .find(|s| s.mid == m.mid)
+                    .map(|s| s.source)
+                    .unwrap_or(match kind {
+                        MediaKind::Audio => TrackSource::Microphone,
+                        MediaKind::Video => TrackSource::Camera,
+                    });
+                let track_id = format!("TR_{}", random_id());
+                let info = TrackInfo {
+                    id: track_id.clone(),
+                    participant: sid.to_owned(),
+                    kind: kind.to_string(),
+                    source,
+                    muted: false,
+                };
+                self.tracks.insert(
+                    track_id.clone(),
+                    Track {
+                        info,
+                        producer,
+                        publish_mid: m.mid.clone(),
+                    },
+                );
+                created.push(track_id.clone());
+                track_id
+            } else {
+                self.tracks
+                    .values()
+                    .find(|t| t.info.participant == sid && t.publish_mid == m.mid)
+                    .map(|t| t.info.id.clone())
+                    .unwrap_or_default()
+            };
+            if let Some(t) = self.tracks.get(&track_id) {
+                answered.push(PublishedTrack {
+                    id: track_id.clone(),
+                    mid: m.mid.clone(),
+                    kind: kind.to_string(),
+                    source: t.info.source,
+                });
+            }
+        }
+        let p = self
+            .participants
+            .get_mut(sid)
+            .ok_or_else(|| internal("publisher vanished"))?;
+        let publication = p
+            .publication
+            .as_mut()
+            .ok_or_else(|| internal("no publication"))?;
+        publication.answers += 1;
+        publication.accepted = offer
+            .media
+            .iter()
+            .zip(&accepted)
+            .map(|(m, a)| (m.mid.clone(), a.clone()))
+            .collect();
+        let answer = sdp::write_publish_answer(
+            &offer,
+            &accepted,
+            &local(&publication.transport),
+            publication.answers,
+        );
+        self.send(
+            sid,
+            ServerMessage::PublishAnswer {
+                id,
+                sdp: answer,
+                tracks: answered,
+            },
+        );
+        for track in created {
+            let Some(info) = self.tracks.get(&track).map(|t| t.info.clone()) else {
+                continue;
+            };
+            self.broadcast(sid, &ServerMessage::TrackPublished { track: info });
+            let subscribers: Vec<String> = self
+                .participants
+                .iter()
+                .filter(|(s, p)| s.as_str() != sid && p.grants.subscribe)
+                .map(|(s, _)| s.clone())
+                .collect();
+            for s in subscribers {
+                self.add_slot(&s, &track).await;
+                self.renegotiate(&s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a consumer of `track` for subscriber `sid` in a new section.
+    async fn add_slot(&mut self, sid: &str, track: &str) {
+        let Some(t) = self.tracks.get(track) else {
+            return;
+        };
+        let Some(p) = self.participants.get(sid) else {
+            return;
+        };
+        let (producer, muted, publisher) = (t.producer, t.info.muted, t.info.participant.clone());
+        let kind = if t.info.kind == "audio" {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        let mid = p.subscription.slots.len().to_string();
+        let transport = p.subscription.transport.id;
+        let caps = sdp::subscriber_capabilities();
+        let consumer_mid = mid.clone();
+        let result = self
+            .worker
+            .call(move |w, now| {
+                let (id, params) =
+                    w.consume(now, transport, producer, &caps, Some(consumer_mid))?;
+                if muted {
+                    w.set_consumer_paused(now, id, true)?;
+                }
+                Ok::<_, sfu_core::WorkerError>((id, params))
+            })
+            .await;
+        let (consumer, parameters) = match result {
+            Ok(Ok((id, params))) => (Some(id), Some(params)),
+            Ok(Err(e)) => {
+                tracing::warn!(room = %self.name, %sid, %track, "cannot consume: {e}");
+                return;
+            }
+            Err(e) => return tracing::warn!("worker gone: {e}"),
+        };
+        if let Some(p) = self.participants.get_mut(sid) {
+            p.subscription.slots.push(Slot {
+                mid,
+                kind,
+                track: track.to_owned(),
+                publisher,
+                consumer,
+                parameters,
+            });
+        }
+    }
+
+    /// Sends a new subscribe offer, or marks one as needed if an answer is outstanding.
+    fn renegotiate(&mut self, sid: &str) {
+        let Some(p) = self.participants.get_mut(sid) else {
+            return;
+        };
+        let sub = &mut p.subscription;
+        if sub.awaiting_answer {
+            sub.dirty = true;
+            return;
+        }
+        if sub.slots.is_empty() {
+            return;
+        }
+        sub.version += 1;
+        sub.awaiting_answer = true;
+        sub.dirty = false;
+        let sections: Vec<SubscribeSection> = sub
+            .slots
+            .iter()
+            .map(|s| SubscribeSection {
+                mid: s.mid.clone(),
+                kind: s.kind,
+                parameters: s.parameters.clone(),
+                stream_id: s.publisher.clone(),
+                track_id: s.track.clone(),
+            })
+            .collect();
+        let tracks = sub
+            .slots
+            .iter()
+            .filter(|s| s.parameters.is_some())
+            .map(|s| SubscribedTrack {
+                id: s.track.clone(),
+                mid: s.mid.clone(),
+                participant: s.publisher.clone(),
+            })
+            .collect();
+        let offer = sdp::write_subscribe_offer(&sections, &local(&sub.transport), sub.version);
+        let version = sub.version;
+        self.send(
+            sid,
+            ServerMessage::SubscribeOffer {
+                sdp: offer,
+                version,
+                tracks,
+            },
+        );
+    }
+
+    async fn subscribe_answer(
+        &mut self,
+        sid: &str,
+        id: Value,
+        sdp_text: &str,
+        version: u64,
+    ) -> Result<(), ProtocolError> {
+        let p = self
+            .participants
+            .get(sid)
+            .ok_or_else(|| internal("subscriber vanished"))?;
+        let sub = &p.subscription;
+        if !sub.awaiting_answer || sub.version != version {
+            return Err(ProtocolError::new(
+                ErrorCode::OutOfOrder,
+                format!("no outstanding subscribe offer with version {version}"),
+            ));
+        }
+        let answer = sdp::parse_description(sdp_text)
+            .map_err(|e| ProtocolError::new(ErrorCode::InvalidSdp, e.to_string()))?;
+        if answer.setup.as_deref() == Some("passive") {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidSdp,
+                "the server is the DTLS server: answer with a=setup:active",
+            ));
+        }
+        if !sub.fingerprint_known {
+            let transport = sub.transport.id;
+            let fingerprint = answer.fingerprint.clone();
+            self.worker
+                .call(move |w, now| w.set_remote_fingerprint(now, transport, fingerprint))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
+        let Some(p) = self.participants.get_mut(sid) else {
+            return Ok(());
+        };
+        p.subscription.fingerprint_known = true;
+        p.subscription.awaiting_answer = false;
+        let dirty = p.subscription.dirty;
+        self.send(sid, ServerMessage::Ok { id });
+        if dirty {
+            self.renegotiate(sid);
+        }
+        Ok(())
+    }
+
+    async fn mute(
+        &mut self,
+        sid: &str,
+        id: Value,
+        track: &str,
+        muted: bool,
+    ) -> Result<(), ProtocolError> {
+        self.owned_track(sid, track)?;
+        let consumers: Vec<ConsumerId> = self
+            .participants
+            .values()
+            .flat_map(|p| p.subscription.slots.iter())
+            .filter(|s| s.track == track)
+            .filter_map(|s| s.consumer)
+            .collect();
+        // Muted media is not forwarded at all: the subscribers' bandwidth is saved.
+        self.worker
+            .call(move |w, now| {
+                for c in consumers {
+                    let _ = w.set_consumer_paused(now, c, muted);
+                }
+            })
+            .await
+            .map_err(internal)?;
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.info.muted = muted;
+        }
+        self.send(sid, ServerMessage::Ok { id });
+        self.broadcast(
+            sid,
+            &ServerMessage::TrackMuted {
+                track: track.to_owned(),
+                muted,
+            },
+        );
+        Ok(())
+    }
+
+    async fn unpublish(&mut self, track: &str) {
+        let Some(t) = self.tracks.remove(track) else {
+            return;
+        };
+        let producer = t.producer;
+        let _ = self
+            .worker
+            .call(move |w, _| w.close_producer(producer))
+            .await;
+        let subscribers: Vec<String> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| {
+                p.subscription
+                    .slots
+                    .iter()
+                    .any(|s| s.track == track && s.parameters.is_some())
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        self.broadcast(
+            &t.info.participant,
+            &ServerMessage::TrackUnpublished {
+                track: track.to_owned(),
+            },
+        );
+        for s in subscribers {
+            if let Some(p) = self.participants.get_mut(&s) {
+                for slot in p
+                    .subscription
+                    .slots
+                    .iter_mut()
+                    .filter(|slot| slot.track == track)
+                {
+                    slot.consumer = None;
+                    slot.parameters = None;
+                }
+            }
+            self.renegotiate(&s);
+        }
+    }
+
+    async fn remove_participant(&mut self, sid: &str) {
+        if !self.participants.contains_key(sid) {
+            return;
+        }
+        let own: Vec<String> = self
+            .tracks
+            .values()
+            .filter(|t| t.info.participant == sid)
+            .map(|t| t.info.id.clone())
+            .collect();
+        for t in own {
+            self.unpublish(&t).await;
+        }
+        let Some(p) = self.participants.remove(sid) else {
+            return;
+        };
+        let mut transports = vec![p.subscription.transport.id];
+        transports.extend(p.publication.map(|x| x.transport.id));
+        for t in &transports {
+            self.registry.unwatch_transport(*t);
+        }
+        let _ = self
+            .worker
+            .call(move |w, _| {
+                for t in transports {
+                    w.close_transport(t);
+                }
+            })
+            .await;
+        self.broadcast(
+            sid,
+            &ServerMessage::ParticipantLeft {
+                participant: sid.to_owned(),
+            },
+        );
+        tracing::info!(room = %self.name, %sid, "left");
+    }
+}
+
+/// A random id suffix: 12 base-62 characters.
+pub fn random_id() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
+}

@@ -1,0 +1,248 @@
+//! The HTTP side: the WebSocket endpoint, health check, development tokens and the web client.
+//!
+//! [`SignalingServer`] wires a [`Registry`] of rooms to an axum router. It owns no media: the
+//! rooms talk to the `sfu-core` worker. Shutdown tells every session (`closing`) before the
+//! listener stops.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use sfu_core::WorkerEvent;
+use sfu_core::driver::WorkerHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tower_http::services::ServeDir;
+
+use crate::access_token::{ApiKeys, Grants};
+use crate::registry::Registry;
+use crate::room::RoomSettings;
+use crate::session::{self, SessionLimits};
+
+/// Everything the signaling server needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct SignalingConfig {
+    /// API keys that may sign access tokens.
+    pub keys: ApiKeys,
+    /// The key `/dev/token` signs with; `None` disables the endpoint.
+    pub dev_key: Option<String>,
+    /// Folder served at `/` (the web client), if any.
+    pub web_root: Option<PathBuf>,
+    /// Session limits.
+    pub limits: SessionLimits,
+    /// Room settings.
+    pub room: RoomSettings,
+}
+
+/// State shared by every request and session.
+pub struct ServerContext {
+    pub(crate) registry: Registry,
+    pub(crate) keys: ApiKeys,
+    pub(crate) limits: SessionLimits,
+    dev_key: Option<String>,
+    unjoined: Mutex<HashMap<IpAddr, usize>>,
+    shutdown: watch::Receiver<bool>,
+    frames: AtomicU64,
+}
+
+impl ServerContext {
+    fn reserve_unjoined(&self, ip: IpAddr) -> bool {
+        let Ok(mut map) = self.unjoined.lock() else {
+            return false;
+        };
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.limits.max_unjoined_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub(crate) fn release_unjoined(&self, ip: IpAddr) {
+        if let Ok(mut map) = self.unjoined.lock()
+            && let Some(n) = map.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    pub(crate) fn count_frame(&self) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The signaling server.
+pub struct SignalingServer {
+    ctx: Arc<ServerContext>,
+    shutdown: watch::Sender<bool>,
+    web_root: Option<PathBuf>,
+}
+
+impl SignalingServer {
+    /// Creates the server for rooms on `worker`; `events` is the worker's event stream.
+    pub fn new(
+        config: SignalingConfig,
+        worker: Arc<WorkerHandle>,
+        events: mpsc::UnboundedReceiver<WorkerEvent>,
+    ) -> Self {
+        let registry = Registry::new(worker, config.room.clone());
+        tokio::spawn(registry.clone().dispatch_worker_events(events));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ctx = Arc::new(ServerContext {
+            registry,
+            keys: config.keys,
+            limits: config.limits,
+            dev_key: config.dev_key,
+            unjoined: Mutex::default(),
+            shutdown: shutdown_rx,
+            frames: AtomicU64::new(0),
+        });
+        Self {
+            ctx,
+            shutdown,
+            web_root: config.web_root,
+        }
+    }
+
+    /// The axum router.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new()
+            .route("/ws", get(websocket))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/dev/token", get(dev_token))
+            .with_state(self.ctx.clone());
+        if let Some(root) = &self.web_root {
+            router = router.fallback_service(ServeDir::new(root));
+        }
+        router
+    }
+
+    /// Serves until `shutdown` completes, then tells every session and stops.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let sessions = self.shutdown.clone();
+        let registry = self.ctx.registry.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: closing sessions");
+                let _ = sessions.send(true);
+                registry.shutdown().await;
+                // Give sessions a moment to flush their `closing` frames.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            })
+            .await
+    }
+}
+
+async fn websocket(
+    upgrade: WebSocketUpgrade,
+    State(ctx): State<Arc<ServerContext>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let ip = peer.ip();
+    if !ctx.reserve_unjoined(ip) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections that have not joined",
+        )
+            .into_response();
+    }
+    let shutdown = ctx.shutdown.clone();
+    // Frames larger than our limit get a typed error; far larger ones are cut by the transport.
+    upgrade
+        .max_message_size(4 * ctx.limits.max_frame)
+        .on_failed_upgrade({
+            let ctx = ctx.clone();
+            move |_| ctx.release_unjoined(ip)
+        })
+        .on_upgrade(move |socket| session::run(socket, ctx, ip, shutdown))
+}
+
+#[derive(Deserialize)]
+struct DevTokenQuery {
+    room: String,
+    identity: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct TokenBody {
+    token: String,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+async fn dev_token(
+    State(ctx): State<Arc<ServerContext>>,
+    query: Result<Query<DevTokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(key) = &ctx.dev_key else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(ErrorBody {
+                error: "development tokens are disabled".into(),
+            }),
+        )
+            .into_response();
+    };
+    let Ok(Query(q)) = query else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(ErrorBody {
+                error: "room and identity are required".into(),
+            }),
+        )
+            .into_response();
+    };
+    let name = q.name.unwrap_or_else(|| q.identity.clone());
+    let checks = [
+        crate::names::validate_room(&q.room),
+        crate::names::validate_identity(&q.identity),
+        crate::names::validate_display_name(&name),
+    ];
+    if let Some(Err(e)) = checks.into_iter().find(Result::is_err) {
+        return (StatusCode::BAD_REQUEST, Json(ErrorBody { error: e })).into_response();
+    }
+    match ctx.keys.mint(
+        key,
+        &q.identity,
+        &name,
+        &q.room,
+        Grants::participant(),
+        Duration::from_secs(600),
+    ) {
+        Ok(token) => Json(TokenBody { token }).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(ErrorBody {
+                error: e.to_string(),
+            }),
+        )
+            .into_response(),
+    }
+}

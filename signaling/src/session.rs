@@ -1,0 +1,385 @@
+//! One participant's WebSocket session: limits, authentication, and frame dispatch.
+//!
+//! The session enforces the limits of `docs/protocol.md` (frame size, frame rate, join
+//! deadline, idle timeout, bounded outbound queue), turns frames into room commands, and
+//! answers malformed or out-of-order frames with typed errors, keeping the session where that
+//! is safe. Identity and room come only from the verified token. All frames to the client,
+//! the room's and the session's own, go through one bounded queue so their order is kept.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::access_token::TokenError;
+use crate::protocol::{
+    ClientMessage, ErrorCode, PROTOCOL_VERSION, ProtocolError, ServerMessage, parse_client_message,
+};
+use crate::room::{Outbound, ParticipantRequest, RoomCommand};
+use crate::server::ServerContext;
+
+/// Limits applied to every session.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Largest accepted frame, bytes.
+    pub max_frame: usize,
+    /// Sustained frames per second.
+    pub rate_per_second: f64,
+    /// Burst of frames allowed above the rate.
+    pub burst: f64,
+    /// Time allowed between connecting and `join`.
+    pub join_deadline: Duration,
+    /// A session silent this long is closed.
+    pub idle_timeout: Duration,
+    /// Frames queued toward a client before it counts as a slow reader.
+    pub outbound_queue: usize,
+    /// Connections per IP that have not joined yet.
+    pub max_unjoined_per_ip: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_frame: 64 * 1024,
+            rate_per_second: 50.0,
+            burst: 100.0,
+            join_deadline: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            outbound_queue: 256,
+            max_unjoined_per_ip: 20,
+        }
+    }
+}
+
+/// A token bucket.
+struct RateLimiter {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl RateLimiter {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            last: now,
+            rate,
+            burst,
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum State {
+    Unjoined,
+    Joined {
+        sid: String,
+        room: mpsc::UnboundedSender<RoomCommand>,
+    },
+}
+
+/// Releases the per-IP unjoined slot once.
+struct UnjoinedSlot {
+    ctx: Arc<ServerContext>,
+    ip: IpAddr,
+    held: bool,
+}
+
+impl UnjoinedSlot {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.ctx.release_unjoined(self.ip);
+        }
+    }
+}
+
+impl Drop for UnjoinedSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Runs a session to its end. The caller has already reserved an unjoined slot for `ip`.
+pub async fn run(
+    socket: WebSocket,
+    ctx: Arc<ServerContext>,
+    ip: IpAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = ctx.limits.clone();
+    let mut slot = UnjoinedSlot {
+        ctx: ctx.clone(),
+        ip,
+        held: true,
+    };
+    let (mut sink, mut stream) = socket.split();
+    let (outbound, mut queue) = mpsc::channel::<Outbound>(limits.outbound_queue);
+    let writer = tokio::spawn(async move {
+        while let Some(item) = queue.recv().await {
+            match item {
+                Outbound::Frame(message) => {
+                    let Ok(text) = serde_json::to_string(&message) else {
+                        continue;
+                    };
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(reason) => {
+                    if let Ok(text) = serde_json::to_string(&ServerMessage::Closing { reason }) {
+                        let _ = sink.send(Message::Text(text.into())).await;
+                    }
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut limiter = RateLimiter::new(limits.rate_per_second, limits.burst, started);
+    let mut state = State::Unjoined;
+    let mut last_frame = started;
+    loop {
+        let deadline = match state {
+            State::Unjoined => {
+                (started + limits.join_deadline).min(last_frame + limits.idle_timeout)
+            }
+            State::Joined { .. } => last_frame + limits.idle_timeout,
+        };
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let reason = if matches!(state, State::Unjoined) { "join deadline passed" } else { "idle timeout" };
+                let _ = outbound.try_send(Outbound::Close(reason.into()));
+                break;
+            }
+            _ = shutdown.changed() => {
+                let _ = outbound.try_send(Outbound::Close("server shutting down".into()));
+                break;
+            }
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                last_frame = Instant::now();
+                let e = ProtocolError::new(ErrorCode::BadJson, "frames must be JSON text");
+                if !reply_error(&outbound, e, None) {
+                    break;
+                }
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                last_frame = Instant::now();
+                continue;
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+        };
+        let now = Instant::now();
+        last_frame = now;
+        if text.len() > limits.max_frame {
+            let e = ProtocolError::new(
+                ErrorCode::FrameTooLarge,
+                format!("frames are limited to {} bytes", limits.max_frame),
+            );
+            reply_error(&outbound, e, None);
+            break;
+        }
+        if !limiter.allow(now) {
+            let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames");
+            reply_error(&outbound, e, None);
+            break;
+        }
+        let message = match parse_client_message(&text) {
+            Ok(m) => m,
+            Err((e, id)) => {
+                if !reply_error(&outbound, e, id) {
+                    break;
+                }
+                continue;
+            }
+        };
+        ctx.count_frame();
+        let keep_going = match (&state, message) {
+            (_, ClientMessage::Ping { id }) => send(&outbound, ServerMessage::Pong { id }),
+            (
+                State::Unjoined,
+                ClientMessage::Join {
+                    id,
+                    token,
+                    protocol,
+                    room,
+                },
+            ) => match join(&ctx, &outbound, id.clone(), &token, protocol, room).await {
+                Ok(joined) => {
+                    slot.release();
+                    state = joined;
+                    true
+                }
+                Err(e) => reply_error(&outbound, e, Some(id)),
+            },
+            (State::Joined { .. }, ClientMessage::Join { id, .. }) => reply_error(
+                &outbound,
+                ProtocolError::new(ErrorCode::AlreadyJoined, "already joined"),
+                Some(id),
+            ),
+            (State::Unjoined, other) => {
+                let id = other.id().clone();
+                reply_error(
+                    &outbound,
+                    ProtocolError::new(ErrorCode::NotJoined, "send join first"),
+                    Some(id),
+                )
+            }
+            (State::Joined { sid, room }, ClientMessage::Leave { id }) => {
+                let _ = room.send(RoomCommand::Leave { sid: sid.clone() });
+                state = State::Unjoined;
+                send(&outbound, ServerMessage::Ok { id });
+                let _ = outbound.try_send(Outbound::Close("left".into()));
+                break;
+            }
+            (State::Joined { sid, room }, message) => {
+                let id = message.id().clone();
+                let request = match message {
+                    ClientMessage::Publish { sdp, tracks, .. } => {
+                        ParticipantRequest::Publish { sdp, tracks }
+                    }
+                    ClientMessage::SubscribeAnswer { sdp, version, .. } => {
+                        ParticipantRequest::SubscribeAnswer { sdp, version }
+                    }
+                    ClientMessage::Mute { track, muted, .. } => {
+                        ParticipantRequest::Mute { track, muted }
+                    }
+                    ClientMessage::Unpublish { track, .. } => {
+                        ParticipantRequest::Unpublish { track }
+                    }
+                    ClientMessage::Join { .. }
+                    | ClientMessage::Leave { .. }
+                    | ClientMessage::Ping { .. } => continue,
+                };
+                room.send(RoomCommand::Request {
+                    sid: sid.clone(),
+                    id,
+                    request,
+                })
+                .is_ok()
+            }
+        };
+        if !keep_going {
+            break;
+        }
+    }
+    if let State::Joined { sid, room } = state {
+        let _ = room.send(RoomCommand::Leave { sid });
+    }
+    drop(outbound);
+    let _ = writer.await;
+}
+
+fn send(outbound: &mpsc::Sender<Outbound>, message: ServerMessage) -> bool {
+    outbound.try_send(Outbound::Frame(message)).is_ok()
+}
+
+/// Sends an error; returns whether the session continues.
+fn reply_error(outbound: &mpsc::Sender<Outbound>, error: ProtocolError, id: Option<Value>) -> bool {
+    let fatal = error.code.is_fatal();
+    let sent = send(outbound, error.to_message(id));
+    if fatal {
+        let _ = outbound.try_send(Outbound::Close(error.message));
+    }
+    sent && !fatal
+}
+
+async fn join(
+    ctx: &Arc<ServerContext>,
+    outbound: &mpsc::Sender<Outbound>,
+    id: Value,
+    token: &str,
+    protocol: u32,
+    room: Option<String>,
+) -> Result<State, ProtocolError> {
+    if protocol != PROTOCOL_VERSION {
+        return Err(ProtocolError::new(
+            ErrorCode::UnsupportedProtocol,
+            format!("this server speaks protocol {PROTOCOL_VERSION}"),
+        ));
+    }
+    let claims = ctx.keys.verify(token).map_err(|e| {
+        let message = match e {
+            TokenError::Expired => "the token has expired".to_owned(),
+            TokenError::NotYetValid => "the token is not valid yet".to_owned(),
+            TokenError::UnknownKey => "the token is signed by an unknown key".to_owned(),
+            TokenError::Invalid(detail) => format!("the token does not verify: {detail}"),
+        };
+        ProtocolError::new(ErrorCode::InvalidToken, message)
+    })?;
+    crate::names::validate_room(&claims.room)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e))?;
+    crate::names::validate_identity(&claims.sub)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e))?;
+    crate::names::validate_display_name(&claims.name)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e))?;
+    if let Some(room) = room
+        && room != claims.room
+    {
+        return Err(ProtocolError::new(
+            ErrorCode::WrongRoom,
+            format!("this token is for room {:?}", claims.room),
+        ));
+    }
+    if !claims.grants.join {
+        return Err(ProtocolError::new(
+            ErrorCode::PermissionDenied,
+            "this token does not allow joining",
+        ));
+    }
+    let (reply, answer) = oneshot::channel();
+    let room_name = claims.room.clone();
+    let command = RoomCommand::Join {
+        id,
+        claims,
+        outbound: outbound.clone(),
+        reply,
+    };
+    let room = ctx.registry.join(&room_name, command).await?;
+    let sid = answer
+        .await
+        .map_err(|_| ProtocolError::new(ErrorCode::Internal, "room closed"))??;
+    Ok(State::Joined { sid, room })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_burst_then_rate() {
+        let start = Instant::now();
+        let mut l = RateLimiter::new(50.0, 100.0, start);
+        let allowed = (0..150).filter(|_| l.allow(start)).count();
+        assert_eq!(allowed, 100, "the burst");
+        assert!(!l.allow(start));
+        assert!(
+            l.allow(start + Duration::from_millis(25)),
+            "refills at the rate"
+        );
+        let later = start + Duration::from_secs(10);
+        let allowed = (0..150).filter(|_| l.allow(later)).count();
+        assert_eq!(allowed, 100, "never above the burst");
+    }
+}
