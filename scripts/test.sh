@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs, then runs
+#   1. cargo test --workspace (unit, integration, str0m interop, fuzz seed corpora),
+#   2. the end-to-end tests with real headless Chromium (e2e/).
+# Usage: scripts/test.sh            everything
+#        SKIP_E2E=1 scripts/test.sh  Rust tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ "${SKIP_E2E:-0}" != 1 ] && [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+log "cargo test --workspace"
+cargo test --workspace --locked 2>&1
+
+if [ "${SKIP_E2E:-0}" = 1 ]; then
+  exit 0
+fi
+
+log "end-to-end tests in headless Chromium"
+cargo build -p sfu-server --locked
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=1 tests/)
