@@ -7,8 +7,11 @@
 //! egress buffer, which the transport then protects in place. It never touches keys or sockets.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::retransmission_buffer::{RetransmissionBuffer, StoredPacket};
 use crate::rtcp::ReceptionReport;
 use crate::rtp_packet::{OutgoingHeader, RtpHeader, write_header};
 use crate::rtp_parameters::{MediaKind, RtpParameters, extension_uri};
@@ -26,6 +29,23 @@ pub struct SendStats {
     pub last_timestamp: Option<(u32, Instant)>,
     /// The subscriber's latest report about this stream.
     pub last_report: Option<ReceptionReport>,
+    /// Round-trip time to the subscriber, from its reports.
+    pub rtt: Option<Duration>,
+    /// Packets retransmitted after a NACK.
+    pub retransmitted: u64,
+}
+
+/// Video history: about a second of 2.5 Mbit/s video.
+const HISTORY_SLOTS: usize = 512;
+const HISTORY_AGE: Duration = Duration::from_secs(1);
+/// Assumed round-trip time before the subscriber has reported one.
+const DEFAULT_RTT: Duration = Duration::from_millis(100);
+
+/// The RTX stream of a consumer (RFC 4588).
+struct RtxStream {
+    ssrc: u32,
+    seq: SeqRewriter,
+    next_input: u16,
 }
 
 /// One subscriber's copy of a producer.
@@ -53,6 +73,8 @@ pub struct Consumer {
     mid_extension: Option<u8>,
     seq: SeqRewriter,
     timestamps: TimestampRewriter,
+    history: Option<RetransmissionBuffer>,
+    rtx: Option<RtxStream>,
 }
 
 /// Marks "no mapping" in the lookup tables.
@@ -102,6 +124,24 @@ impl Consumer {
             .and_then(|e| e.ssrc)
             .unwrap_or(0);
         let clock_rate = parameters.codecs.first().map_or(90_000, |c| c.clock_rate);
+        // NACKs are answered only where the subscriber negotiated them.
+        let nack = parameters.codecs.iter().any(|c| c.has_feedback("nack", ""));
+        let history = nack.then(|| RetransmissionBuffer::new(HISTORY_SLOTS, HISTORY_AGE));
+        let rtx = parameters
+            .encodings
+            .first()
+            .and_then(|e| e.rtx_ssrc)
+            .filter(|_| {
+                nack && parameters
+                    .codecs
+                    .iter()
+                    .any(|c| c.rtx_payload_type.is_some())
+            })
+            .map(|ssrc| RtxStream {
+                ssrc,
+                seq: SeqRewriter::new(initial_sequence.wrapping_add(0x8000)),
+                next_input: 0,
+            });
         Self {
             id,
             transport,
@@ -117,7 +157,14 @@ impl Consumer {
             mid_extension,
             seq: SeqRewriter::new(initial_sequence),
             timestamps: TimestampRewriter::new(timestamp_offset),
+            history,
+            rtx,
         }
+    }
+
+    /// The RTX SSRC, if the subscriber negotiated RTX.
+    pub fn rtx_ssrc(&self) -> Option<u32> {
+        self.rtx.as_ref().map(|r| r.ssrc)
     }
 
     /// Writes the subscriber's version of a packet into `out`: rewritten header, then the
@@ -127,7 +174,7 @@ impl Consumer {
         &mut self,
         now: Instant,
         header: &RtpHeader,
-        packet: &[u8],
+        packet: &Bytes,
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<(usize, u32)> {
@@ -166,7 +213,88 @@ impl Consumer {
         self.stats.packets += 1;
         self.stats.bytes += payload.len() as u64;
         self.stats.last_timestamp = Some((timestamp, now));
+        if let Some(history) = &mut self.history {
+            history.insert(StoredPacket {
+                packet: packet.clone(),
+                sequence_number,
+                roc,
+                timestamp,
+                payload_type,
+                marker: header.marker,
+                sent_at: now,
+                resends: 0,
+            });
+        }
         Some((header_len, roc))
+    }
+
+    /// Rebuilds the packet the subscriber NACKed as `sequence_number` into `out`: on the RTX
+    /// stream when negotiated (RFC 4588: RTX SSRC and sequence, original sequence number
+    /// prepended), else as it was. Returns `(header_len, srtp_roc)`, or `None` if the packet
+    /// is gone, too old, resent too often, or was resent less than an RTT ago.
+    pub fn write_retransmission(
+        &mut self,
+        now: Instant,
+        sequence_number: u16,
+        out: &mut Vec<u8>,
+    ) -> Option<(usize, u32)> {
+        let rtt = self.stats.rtt.unwrap_or(DEFAULT_RTT);
+        let stored = self
+            .history
+            .as_mut()?
+            .take_for_resend(sequence_number, now, rtt)?;
+        let source = RtpHeader::parse(&stored.packet).ok()?;
+        let (start, end) = source.payload_range(&stored.packet).ok()?;
+        let payload = stored.packet.get(start..end)?;
+        let ids = &self.extension_ids;
+        let mid = self.parameters.mid.as_deref().unwrap_or("");
+        let extra_storage;
+        let extra: &[(u8, &[u8])] = match self.mid_extension {
+            Some(id) => {
+                extra_storage = [(id, mid.as_bytes())];
+                &extra_storage
+            }
+            None => &[],
+        };
+        let map = |id: u8| ids.get(usize::from(id)).copied().filter(|&v| v != UNMAPPED);
+        let rtx_payload_type = self
+            .parameters
+            .codecs
+            .iter()
+            .find(|c| c.payload_type == stored.payload_type)
+            .and_then(|c| c.rtx_payload_type);
+        let result = match (&mut self.rtx, rtx_payload_type) {
+            (Some(rtx), Some(rtx_pt)) => {
+                let input = rtx.next_input;
+                rtx.next_input = rtx.next_input.wrapping_add(1);
+                let (rtx_seq, roc) = rtx.seq.rewrite(input);
+                let outgoing = OutgoingHeader {
+                    marker: stored.marker,
+                    payload_type: rtx_pt,
+                    sequence_number: rtx_seq,
+                    timestamp: stored.timestamp,
+                    ssrc: rtx.ssrc,
+                };
+                let header_len = write_header(out, &outgoing, &source, &stored.packet, map, extra);
+                out.extend_from_slice(&stored.sequence_number.to_be_bytes());
+                out.extend_from_slice(payload);
+                (header_len, roc)
+            }
+            _ => {
+                let outgoing = OutgoingHeader {
+                    marker: stored.marker,
+                    payload_type: stored.payload_type,
+                    sequence_number: stored.sequence_number,
+                    timestamp: stored.timestamp,
+                    ssrc: self.ssrc,
+                };
+                let header_len = write_header(out, &outgoing, &source, &stored.packet, map, extra);
+                out.extend_from_slice(payload);
+                (header_len, stored.roc)
+            }
+        };
+        self.stats.retransmitted += 1;
+        Some(result)
     }
 
     /// The RTP timestamp matching `now` on this consumer's timeline, extrapolated from the
@@ -254,6 +382,7 @@ mod tests {
         let mut p = vec![0x90, 111, 0, 5, 0, 0, 0, 10, 0, 0, 0x04, 0x57];
         p.extend_from_slice(&[0xBE, 0xDE, 0, 1, 0x40, b'0', 0x10, 0x85]);
         p.extend_from_slice(b"opus");
+        let p = Bytes::from(p);
         let h = RtpHeader::parse(&p).unwrap();
         let mut out = Vec::new();
         let (hl, roc) = c
@@ -275,7 +404,9 @@ mod tests {
         assert_eq!(o.extension(&out, 4), None);
         assert_eq!(&out[hl..], b"opus");
         // An undeclared payload type for the subscriber is not written.
+        let mut p = p.to_vec();
         p[1] = 96;
+        let p = Bytes::from(p);
         let h = RtpHeader::parse(&p).unwrap();
         assert!(
             c.write_packet(Instant::now(), &h, &p, b"x", &mut out)

@@ -49,7 +49,8 @@ drop_reasons! {
     SrtpTooManyStreams => "srtp_too_many_streams", "An authenticated SSRC beyond the per-session limit.";
     RtpUnknownSsrc => "rtp_unknown_ssrc", "RTP for an SSRC, mid or rid the publisher did not declare.";
     RtpUnknownPayloadType => "rtp_unknown_payload_type", "RTP with a payload type the producer did not declare.";
-    RtpRtxUnhandled => "rtp_rtx_unhandled", "A retransmission from the publisher, not yet used.";
+    RtxDuplicate => "rtx_duplicate", "A retransmission of a packet that was not missing.";
+    RtpPadding => "rtp_padding", "A padding-only packet (bandwidth probe) with nothing to forward.";
     TransportClosed => "transport_closed", "Input for a transport that has failed or closed.";
 }
 

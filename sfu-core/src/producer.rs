@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::nack_generator::NackGenerator;
 use crate::rtcp::ReceptionReport;
 use crate::rtp_parameters::{MediaKind, RtpParameters};
 use crate::seq_manager::extend_sequence;
@@ -121,6 +122,10 @@ pub struct ProducerStream {
     pub rid: Option<String>,
     /// Reception statistics.
     pub stats: ReceiveStats,
+    /// The RTX SSRC, once known.
+    pub rtx_ssrc: Option<u32>,
+    /// Loss detection for NACKs toward the publisher.
+    pub nack: NackGenerator,
 }
 
 /// Decides when a keyframe request may go to the publisher.
@@ -187,6 +192,8 @@ pub struct Producer {
     pub keyframe_requests: KeyframeRequestThrottle,
     /// Clock rate of the first codec (for jitter).
     pub clock_rate: u32,
+    /// Whether the publisher negotiated NACK (so losses on the way in are asked for).
+    pub nack_enabled: bool,
 }
 
 impl Producer {
@@ -205,6 +212,8 @@ impl Producer {
                 ssrc: e.ssrc,
                 rid: e.rid.clone(),
                 stats: ReceiveStats::default(),
+                rtx_ssrc: e.rtx_ssrc,
+                nack: NackGenerator::default(),
             })
             .collect();
         if streams.is_empty() {
@@ -213,10 +222,14 @@ impl Producer {
                 ssrc: None,
                 rid: None,
                 stats: ReceiveStats::default(),
+                rtx_ssrc: None,
+                nack: NackGenerator::default(),
             });
         }
         let clock_rate = parameters.codecs.first().map_or(90_000, |c| c.clock_rate);
+        let nack_enabled = parameters.codecs.iter().any(|c| c.has_feedback("nack", ""));
         Self {
+            nack_enabled,
             id,
             transport,
             router,
@@ -229,34 +242,52 @@ impl Producer {
         }
     }
 
-    /// The stream index for an authenticated packet with this SSRC and (optional) rid,
-    /// binding an unbound stream's SSRC when the rid (or mid-only layout) identifies it.
-    pub fn bind_stream(&mut self, ssrc: u32, rid: Option<&[u8]>) -> Option<usize> {
-        if let Some(i) = self.streams.iter().position(|s| s.ssrc == Some(ssrc)) {
-            return Some(i);
-        }
-        let index = match rid {
-            Some(rid) => self.streams.iter().position(|s| {
-                s.ssrc.is_none() && s.rid.as_deref().map(str::as_bytes) == Some(rid)
-            })?,
-            None => {
-                // Without a rid only a single unbound, rid-less stream can be matched.
-                let mut unbound = self
-                    .streams
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.ssrc.is_none() && s.rid.is_none());
-                let (i, _) = unbound.next()?;
-                if unbound.next().is_some() {
-                    return None;
-                }
-                i
+    /// The stream an authenticated packet with an unbound SSRC belongs to, binding it: a media
+    /// SSRC by its rid (or the single rid-less stream), an RTX SSRC (`rtx`) by its repaired rid
+    /// (or the single stream). Returns `None` when nothing the publisher declared matches.
+    pub fn bind_stream(&mut self, ssrc: u32, rid: Option<&[u8]>, rtx: bool) -> Option<usize> {
+        let named = |s: &ProducerStream| s.rid.as_deref().map(str::as_bytes) == rid;
+        let index = if rid.is_some() {
+            self.streams.iter().position(|s| {
+                named(s)
+                    && if rtx {
+                        s.rtx_ssrc.is_none()
+                    } else {
+                        s.ssrc.is_none()
+                    }
+            })?
+        } else {
+            // Without a rid only a single, rid-less stream can be meant.
+            let mut candidates = self.streams.iter().enumerate().filter(|(_, s)| {
+                s.rid.is_none()
+                    && if rtx {
+                        s.rtx_ssrc.is_none()
+                    } else {
+                        s.ssrc.is_none()
+                    }
+            });
+            let (i, _) = candidates.next()?;
+            if candidates.next().is_some() || self.streams.len() > 1 {
+                return None;
             }
+            i
         };
-        if let Some(s) = self.streams.get_mut(index) {
-            s.ssrc = Some(ssrc);
+        let stream = self.streams.get_mut(index)?;
+        if rtx {
+            stream.rtx_ssrc = Some(ssrc);
+        } else {
+            stream.ssrc = Some(ssrc);
         }
         Some(index)
+    }
+
+    /// The media payload type an RTX payload type repairs.
+    pub fn rtx_apt(&self, rtx_pt: u8) -> Option<u8> {
+        self.parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtx_payload_type == Some(rtx_pt))
+            .map(|c| c.payload_type)
     }
 
     /// Whether `pt` is one of the payload types the publisher declared (media, not RTX).

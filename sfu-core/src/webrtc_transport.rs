@@ -16,6 +16,17 @@ use crate::ice_lite::IceLiteAgent;
 use crate::srtp::{SrtpContext, SrtpProfile};
 use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 
+/// Which producer stream an incoming SSRC belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamBinding {
+    /// The producer.
+    pub producer: ProducerId,
+    /// Index of the stream (encoding) in the producer.
+    pub stream: usize,
+    /// Whether the SSRC is the stream's RTX (retransmission) SSRC.
+    pub rtx: bool,
+}
+
 /// Lifecycle of a transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportState {
@@ -99,8 +110,8 @@ pub struct WebRtcTransport {
     pub producers: Vec<ProducerId>,
     /// Consumers sending over this transport.
     pub consumers: Vec<ConsumerId>,
-    /// SSRC → (producer, stream index), bound only after a packet authenticated.
-    pub ssrc_bindings: HashMap<u32, (ProducerId, usize)>,
+    /// SSRC → producer stream, bound only after a packet authenticated (or from signalling).
+    pub ssrc_bindings: HashMap<u32, StreamBinding>,
     /// Consumer SSRC → consumer, for feedback from the subscriber.
     pub consumer_ssrcs: HashMap<u32, ConsumerId>,
     /// SSRC we use as RTCP sender for feedback and receiver reports.

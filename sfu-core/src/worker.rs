@@ -22,6 +22,7 @@ use crate::consumer::Consumer;
 use crate::drops::{DropCounters, DropReason};
 use crate::dtls::{DtlsCertificate, DtlsError, DtlsEvent, Fingerprint};
 use crate::ice_lite::{IceCredentials, IceDrop, IceEvent, IceLiteAgent};
+use crate::nack_generator::Arrival;
 use crate::producer::Producer;
 use crate::router::Router;
 use crate::rtcp::{self, RtcpPart, RtcpReader};
@@ -30,12 +31,19 @@ use crate::rtp_parameters::{RtpCapabilities, RtpParameters, RtpParametersError, 
 use crate::srtp::{SrtpContext, SrtpError, SrtpProfile};
 use crate::stun::StunMessage;
 use crate::webrtc_transport::{
-    TransportState, TransportStats, WebRtcTransport, WebRtcTransportInfo, WebRtcTransportOptions,
+    StreamBinding, TransportState, TransportStats, WebRtcTransport, WebRtcTransportInfo,
+    WebRtcTransportOptions,
 };
 use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 
 /// Datagrams larger than this are dropped before parsing.
 pub const MAX_DATAGRAM: usize = 1500;
+/// How often lost incoming packets are NACKed.
+const NACK_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Round-trip time assumed toward publishers (their reports do not tell us ours).
+const PUBLISHER_RTT: Duration = Duration::from_millis(100);
+/// Most sequence numbers answered from one NACK packet.
+const MAX_NACKED: usize = 256;
 /// Interval between RTCP reports on each leg.
 pub const RTCP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -159,6 +167,8 @@ pub struct Worker {
     next_id: u64,
     started: Instant,
     started_wall: SystemTime,
+    next_nack_poll: Instant,
+    nack_scratch: Vec<u16>,
 }
 
 impl Worker {
@@ -182,6 +192,8 @@ impl Worker {
             next_id: 1,
             started: now,
             started_wall: wall,
+            next_nack_poll: now,
+            nack_scratch: Vec::new(),
         })
     }
 
@@ -351,7 +363,24 @@ impl Worker {
         if let Some(t) = self.transports.get_mut(&transport) {
             for (i, s) in producer.streams.iter().enumerate() {
                 if let Some(ssrc) = s.ssrc {
-                    t.ssrc_bindings.insert(ssrc, (id, i));
+                    t.ssrc_bindings.insert(
+                        ssrc,
+                        StreamBinding {
+                            producer: id,
+                            stream: i,
+                            rtx: false,
+                        },
+                    );
+                }
+                if let Some(ssrc) = s.rtx_ssrc {
+                    t.ssrc_bindings.insert(
+                        ssrc,
+                        StreamBinding {
+                            producer: id,
+                            stream: i,
+                            rtx: true,
+                        },
+                    );
                 }
             }
             t.producers.push(id);
@@ -378,7 +407,7 @@ impl Worker {
         };
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|x| *x != id);
-            t.ssrc_bindings.retain(|_, (pid, _)| *pid != id);
+            t.ssrc_bindings.retain(|_, b| b.producer != id);
         }
         if let Some(r) = self.routers.get_mut(&p.router) {
             r.producers.retain(|x| *x != id);
@@ -560,27 +589,14 @@ impl Worker {
     pub fn handle_timeout(&mut self, now: Instant) {
         let ids: Vec<TransportId> = self.transports.keys().copied().collect();
         for id in ids {
-            let mut closed = None;
             if let Some(t) = self.transports.get_mut(&id) {
                 t.ice.handle_timeout(now);
-                while let Some(e) = t.ice.poll_event() {
-                    match e {
-                        IceEvent::ConsentExpired => closed = Some(CloseReason::ConsentExpired),
-                        IceEvent::SelectedTupleChanged(remote) => {
-                            self.events.push_back(WorkerEvent::TransportTupleChanged {
-                                transport: id,
-                                remote,
-                            });
-                        }
-                    }
-                }
-                if closed.is_none() {
-                    let result = t.dtls.handle_timeout(now).map(|()| None);
-                    self.after_dtls(now, id, result);
-                }
             }
-            if let Some(reason) = closed {
-                self.remove_transport(id, reason);
+            self.drain_ice_events(id);
+            if let Some(t) = self.transports.get_mut(&id) {
+                let result = t.dtls.handle_timeout(now).map(|()| None);
+                self.after_dtls(now, id, result);
+            } else {
                 continue;
             }
             if let Some(t) = self.transports.get(&id)
@@ -589,6 +605,10 @@ impl Worker {
             {
                 self.send_reports(now, id);
             }
+        }
+        if now >= self.next_nack_poll {
+            self.next_nack_poll = now + NACK_POLL_INTERVAL;
+            self.send_nacks(now);
         }
         let due: Vec<ProducerId> = self
             .producers
@@ -765,27 +785,54 @@ impl Worker {
                     destination: source,
                     contents: out,
                 });
-                while let Some(e) = t.ice.poll_event() {
-                    if let IceEvent::SelectedTupleChanged(remote) = e {
-                        self.events.push_back(WorkerEvent::TransportTupleChanged {
-                            transport: id,
-                            remote,
-                        });
-                    }
-                }
             }
             Err(reason) => {
                 self.pool.give_back(out);
                 self.drops.count(match reason {
-                    IceDrop::UnknownUfrag => DropReason::StunUnknownUfrag,
+                    IceDrop::UnknownUfrag | IceDrop::RemoteUfragMismatch => {
+                        DropReason::StunUnknownUfrag
+                    }
+                    IceDrop::MissingIntegrity | IceDrop::BadIntegrity => {
+                        DropReason::StunBadIntegrity
+                    }
                     IceDrop::BadFingerprint | IceDrop::MissingFingerprint => {
                         DropReason::StunBadFingerprint
                     }
                     IceDrop::RoleConflict => DropReason::StunRoleConflict,
-                    IceDrop::NotBindingRequest => DropReason::StunNotBindingRequest,
-                    _ => DropReason::StunBadIntegrity,
+                    IceDrop::NotBindingRequest | IceDrop::BindingIndication => {
+                        DropReason::StunNotBindingRequest
+                    }
+                    IceDrop::ConsentExpired => DropReason::TransportClosed,
+                    IceDrop::MissingUsername
+                    | IceDrop::MalformedUsername
+                    | IceDrop::MissingPriority
+                    | IceDrop::UnknownComprehensionRequired => DropReason::StunMalformed,
                 });
             }
+        }
+        // A late check can be the first to notice that consent already ran out.
+        self.drain_ice_events(id);
+    }
+
+    /// Reports ICE events; a transport whose consent expired is closed.
+    fn drain_ice_events(&mut self, id: TransportId) {
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        let mut expired = false;
+        while let Some(e) = t.ice.poll_event() {
+            match e {
+                IceEvent::SelectedTupleChanged(remote) => {
+                    self.events.push_back(WorkerEvent::TransportTupleChanged {
+                        transport: id,
+                        remote,
+                    });
+                }
+                IceEvent::ConsentExpired => expired = true,
+            }
+        }
+        if expired {
+            self.remove_transport(id, CloseReason::ConsentExpired);
         }
     }
 
@@ -848,32 +895,66 @@ impl Worker {
             Some(b) => Some(*b),
             None => bind_stream(t, &mut self.producers, &header, &data),
         };
-        let Some((producer_id, stream)) = binding else {
+        let Some(binding) = binding else {
             return self.drops.count(DropReason::RtpUnknownSsrc);
         };
-        let Some(producer) = self.producers.get_mut(&producer_id) else {
+        let Some(producer) = self.producers.get_mut(&binding.producer) else {
             return self.drops.count(DropReason::RtpUnknownSsrc);
         };
-        if !producer.accepts_payload_type(header.payload_type) {
-            return self
-                .drops
-                .count(if producer.is_rtx_payload_type(header.payload_type) {
-                    DropReason::RtpRtxUnhandled
-                } else {
-                    DropReason::RtpUnknownPayloadType
-                });
+        let Some(stream) = producer.streams.get_mut(binding.stream) else {
+            return self.drops.count(DropReason::RtpUnknownSsrc);
+        };
+        let mut header = header;
+        let mut payload_start = payload_start;
+        if binding.rtx {
+            // RFC 4588: the original sequence number leads the payload; the packet becomes the
+            // media packet it repairs.
+            let (Some(apt), Some(media_ssrc), Some(osn)) = (
+                producer
+                    .parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtx_payload_type == Some(header.payload_type))
+                    .map(|c| c.payload_type),
+                stream.ssrc,
+                data.get(payload_start..payload_start + 2),
+            ) else {
+                return self.drops.count(DropReason::RtpUnknownPayloadType);
+            };
+            header.sequence_number = u16::from_be_bytes([osn[0], osn[1]]);
+            header.payload_type = apt;
+            header.ssrc = media_ssrc;
+            payload_start += 2;
+            if payload_start >= payload_end {
+                // Padding-only RTX (bandwidth probing) carries nothing to forward.
+                return self.drops.count(DropReason::RtpPadding);
+            }
+        } else if !producer
+            .parameters
+            .codecs
+            .iter()
+            .any(|c| c.payload_type == header.payload_type)
+        {
+            return self.drops.count(DropReason::RtpUnknownPayloadType);
         }
+        let arrival = producer
+            .nack_enabled
+            .then(|| stream.nack.on_packet(now, header.sequence_number));
+        if binding.rtx && arrival != Some(Arrival::Recovered) {
+            // A retransmission of something we already have (or never asked for).
+            return self.drops.count(DropReason::RtxDuplicate);
+        }
+        // Too much lost to repair by NACK: the decoders need a keyframe.
+        let need_keyframe = arrival == Some(Arrival::GapTooLarge);
         t.stats.rtp_in += 1;
-        let arrival = (now.saturating_duration_since(self.started).as_secs_f64()
+        let clock = (now.saturating_duration_since(self.started).as_secs_f64()
             * f64::from(producer.clock_rate)) as i64;
-        if let Some(s) = producer.streams.get_mut(stream) {
-            s.stats.on_packet(
-                header.sequence_number,
-                header.timestamp,
-                arrival,
-                payload_end - payload_start,
-            );
-        }
+        stream.stats.on_packet(
+            header.sequence_number,
+            header.timestamp,
+            clock,
+            payload_end - payload_start,
+        );
         let packet = data.freeze();
         let payload = packet.get(payload_start..payload_end).unwrap_or(&[]);
         // Fan out: the one copy per subscriber (its own header and keys).
@@ -912,24 +993,29 @@ impl Worker {
                 contents: buf,
             });
         }
+        if need_keyframe {
+            self.request_keyframe(now, binding.producer);
+        }
     }
 
     fn handle_rtcp(&mut self, now: Instant, id: TransportId, data: &[u8]) {
         if rtcp::validate_compound(data).is_err() {
             return self.drops.count(DropReason::RtcpMalformed);
         }
+        let ntp_middle = (self.ntp_time(now) >> 16) as u32;
         let mut keyframes = Vec::new();
+        let mut nacks = Vec::new();
         let Some(t) = self.transports.get_mut(&id) else {
             return;
         };
         for part in RtcpReader::new(data).flatten() {
             match part {
                 RtcpPart::SenderReport { ssrc, ntp_time, .. } => {
-                    if let Some((pid, stream)) = t.ssrc_bindings.get(&ssrc)
+                    if let Some(b) = t.ssrc_bindings.get(&ssrc).filter(|b| !b.rtx)
                         && let Some(s) = self
                             .producers
-                            .get_mut(pid)
-                            .and_then(|p| p.streams.get_mut(*stream))
+                            .get_mut(&b.producer)
+                            .and_then(|p| p.streams.get_mut(b.stream))
                     {
                         s.stats.on_sender_report(ntp_time, now);
                     }
@@ -941,6 +1027,16 @@ impl Worker {
                             .get(&r.ssrc)
                             .and_then(|c| self.consumers.get_mut(c))
                         {
+                            // RFC 3550 §6.4.1: RTT = now − LSR − DLSR, in 1/65536 s.
+                            if r.last_sender_report != 0 {
+                                let rtt = ntp_middle
+                                    .wrapping_sub(r.last_sender_report)
+                                    .wrapping_sub(r.delay_since_last_sender_report);
+                                if rtt < 10 * 65_536 {
+                                    c.stats.rtt =
+                                        Some(Duration::from_secs_f64(f64::from(rtt) / 65_536.0));
+                                }
+                            }
                             c.stats.last_report = Some(r);
                         }
                     }
@@ -965,11 +1061,90 @@ impl Worker {
                         }
                     }
                 }
-                RtcpPart::Nack { .. } | RtcpPart::Other { .. } => {}
+                RtcpPart::Nack {
+                    media_ssrc, fci, ..
+                } => {
+                    if let Some(c) = t.consumer_ssrcs.get(&media_ssrc) {
+                        // Bounded: one NACK packet names at most MAX_NACKED sequence numbers.
+                        nacks.push((
+                            *c,
+                            rtcp::nacked_sequences(fci)
+                                .take(MAX_NACKED)
+                                .collect::<Vec<u16>>(),
+                        ));
+                    }
+                }
+                RtcpPart::Other { .. } => {}
             }
+        }
+        for (consumer, sequences) in nacks {
+            self.retransmit(now, id, consumer, &sequences);
         }
         for p in keyframes {
             self.request_keyframe(now, p);
+        }
+    }
+
+    /// Asks publishers for the packets lost on the way in.
+    fn send_nacks(&mut self, now: Instant) {
+        let mut lost = std::mem::take(&mut self.nack_scratch);
+        for p in self.producers.values_mut().filter(|p| p.nack_enabled) {
+            let Some(t) = self.transports.get_mut(&p.transport) else {
+                continue;
+            };
+            for s in &mut p.streams {
+                let Some(ssrc) = s.ssrc else { continue };
+                if s.nack.missing() == 0 {
+                    continue;
+                }
+                lost.clear();
+                s.nack.poll_nacks(now, PUBLISHER_RTT, &mut lost);
+                if lost.is_empty() {
+                    continue;
+                }
+                let mut buf = self.pool.take();
+                // A compound packet must start with a report.
+                rtcp::write_receiver_report(&mut buf, t.rtcp_ssrc, &[]);
+                rtcp::write_nack(&mut buf, t.rtcp_ssrc, ssrc, &lost);
+                send_rtcp(t, buf, &mut self.transmits, &mut self.pool);
+            }
+        }
+        self.nack_scratch = lost;
+    }
+
+    /// Answers a subscriber's NACK from the consumer's history.
+    fn retransmit(
+        &mut self,
+        now: Instant,
+        transport: TransportId,
+        consumer: ConsumerId,
+        sequences: &[u16],
+    ) {
+        let (Some(c), Some(t)) = (
+            self.consumers.get_mut(&consumer),
+            self.transports.get_mut(&transport),
+        ) else {
+            return;
+        };
+        let (Some(destination), Some(srtp)) = (t.destination(), t.srtp_out.as_mut()) else {
+            return;
+        };
+        for &seq in sequences {
+            let mut buf = self.pool.take();
+            let Some((header_len, roc)) = c.write_retransmission(now, seq, &mut buf) else {
+                self.pool.give_back(buf);
+                continue;
+            };
+            if srtp.protect_rtp(&mut buf, header_len, roc).is_err() {
+                self.pool.give_back(buf);
+                continue;
+            }
+            t.stats.rtp_out += 1;
+            t.stats.bytes_out += buf.len() as u64;
+            self.transmits.push_back(Transmit {
+                destination,
+                contents: buf,
+            });
         }
     }
 }
@@ -989,7 +1164,7 @@ fn bind_stream(
     producers: &mut HashMap<ProducerId, Producer>,
     header: &RtpHeader,
     packet: &[u8],
-) -> Option<(ProducerId, usize)> {
+) -> Option<StreamBinding> {
     for pid in &t.producers {
         let Some(p) = producers.get_mut(pid) else {
             continue;
@@ -1006,12 +1181,21 @@ fn bind_stream(
         if !mid_matches {
             continue;
         }
-        let rid = ext(extension_uri::RID);
-        if let Some(stream) = p.bind_stream(header.ssrc, rid) {
-            t.ssrc_bindings.insert(header.ssrc, (*pid, stream));
-            return Some((*pid, stream));
-        }
-        return None;
+        let rtx = p.is_rtx_payload_type(header.payload_type);
+        let rid = if rtx {
+            ext(extension_uri::REPAIRED_RID)
+        } else {
+            ext(extension_uri::RID)
+        };
+        let rid = rid.map(<[u8]>::to_vec);
+        let stream = p.bind_stream(header.ssrc, rid.as_deref(), rtx)?;
+        let binding = StreamBinding {
+            producer: *pid,
+            stream,
+            rtx,
+        };
+        t.ssrc_bindings.insert(header.ssrc, binding);
+        return Some(binding);
     }
     None
 }
