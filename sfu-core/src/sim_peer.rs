@@ -1,0 +1,1308 @@
+//! A sans-I/O WebRTC client ("a browser") and an in-memory network, for tests, benches and
+//! simulations of a [`Worker`] on virtual time.
+//!
+//! [`SimPeer`] plays the browser side of one transport with the crate's own pieces: it sends
+//! ICE connectivity checks (controlling, aggressive nomination) with [`crate::stun`], runs a
+//! DTLS *client* on `rtc-dtls` with its own self-signed certificate and verifies the server's
+//! fingerprint, exports the DTLS-SRTP keys in the client role into two [`SrtpContext`]s, and
+//! then protects the RTP and RTCP a test asks it to send and unprotects and records everything
+//! it receives. [`SimNetwork`] owns a worker and several peers, carries datagrams between them
+//! by address (optionally losing some, from a seeded generator) and advances virtual time from
+//! one deadline to the next. Nothing here reads a clock (apart from one `Instant::now()` that
+//! anchors a network's virtual time), touches a socket or sleeps; all randomness that shapes
+//! behaviour is seeded, so a simulation replays identically. No input from the network can
+//! make anything here panic. Compiled for tests and with the `sim` feature only.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
+use rtc_dtls::crypto::Certificate;
+use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+use rtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc_shared::TransportProtocol;
+
+use crate::dtls::Fingerprint;
+use crate::rtcp::{self, RtcpPart, RtcpReader};
+use crate::rtp_packet::RtpHeader;
+use crate::seq_manager::extend_sequence;
+use crate::srtp::{DtlsRole, SrtpContext, SrtpError, SrtpProfile};
+use crate::stun::{IceRole, IntegrityKey, StunClass, StunMessage, write_binding_request};
+use crate::webrtc_transport::{WebRtcTransportInfo, WebRtcTransportOptions};
+use crate::worker::{Worker, WorkerConfig, WorkerError, WorkerEvent};
+use crate::{RouterId, TransportId};
+
+const SRTP_EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
+/// PRIORITY of the checks: a host candidate's (type preference 126).
+const CHECK_PRIORITY: u32 = 0x7E7F_1EFF;
+/// Transactions remembered so that a late response to a retransmitted check still counts.
+const MAX_OUTSTANDING_CHECKS: usize = 16;
+
+/// A small deterministic generator (SplitMix64): test data and simulated loss without
+/// depending on a global RNG.
+#[derive(Debug, Clone)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The next 32 random bits.
+    pub fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    /// A uniform value in `0..bound` (0 when `bound` is 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        if bound == 0 { 0 } else { self.next_u64() % bound }
+    }
+
+    /// A uniform float in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Fills `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            for (d, s) in chunk.iter_mut().zip(bytes) {
+                *d = s;
+            }
+        }
+    }
+}
+
+/// Why a [`SimPeer`] could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SimPeerError {
+    /// Certificate or DTLS configuration failed.
+    #[error("sim peer configuration: {0}")]
+    Config(String),
+    /// The transport info names no candidate to connect to.
+    #[error("the transport info has no candidate")]
+    NoCandidate,
+    /// `connect` has not been called.
+    #[error("not connected to a transport yet")]
+    NoTransport,
+    /// DTLS has not produced SRTP keys yet.
+    #[error("SRTP keys are not available yet")]
+    NotConnected,
+    /// The DTLS client failed.
+    #[error("DTLS: {0}")]
+    Dtls(String),
+    /// SRTP protection failed.
+    #[error("SRTP: {0}")]
+    Srtp(#[from] SrtpError),
+    /// A header extension that fits neither RFC 8285 form.
+    #[error("invalid header extension id {id} with {len} bytes")]
+    BadExtension {
+        /// The id.
+        id: u8,
+        /// The value length.
+        len: usize,
+    },
+    /// The packet would exceed the 1500-byte datagram limit.
+    #[error("packet too large: {0} bytes")]
+    TooLarge(usize),
+    /// STUN encoding failed.
+    #[error("STUN: {0}")]
+    Stun(String),
+}
+
+/// How a [`SimPeer`] behaves.
+#[derive(Debug, Clone)]
+pub struct SimPeerConfig {
+    /// SRTP profiles offered in the ClientHello, in this order (Chrome: AES-CM first, then GCM).
+    pub srtp_profiles: Vec<SrtpProfile>,
+    /// Interval of consent-freshness checks once connected (RFC 7675); `None` sends none.
+    pub consent_interval: Option<Duration>,
+    /// Retransmission interval of a check that got no answer.
+    pub check_retransmit: Duration,
+    /// Whether checks carry USE-CANDIDATE (aggressive nomination, as browsers do with ICE-lite).
+    pub nominate: bool,
+    /// Seeds the peer's ufrag, transaction ids and tie-breaker; `None` derives it from the address.
+    pub seed: Option<u64>,
+    /// The SSRC the peer sends RTCP feedback from.
+    pub rtcp_ssrc: u32,
+    /// Initial DTLS retransmission interval; `None` keeps `rtc-dtls`'s default (1 s). Chrome's
+    /// is much shorter, so its retransmissions reach the server before the server's own.
+    pub dtls_retransmit_interval: Option<Duration>,
+}
+
+impl Default for SimPeerConfig {
+    fn default() -> Self {
+        Self {
+            srtp_profiles: vec![SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes128Gcm],
+            consent_interval: Some(Duration::from_secs(5)),
+            check_retransmit: Duration::from_millis(500),
+            nominate: true,
+            seed: None,
+            rtcp_ssrc: 0x5151_0001,
+            dtls_retransmit_interval: None,
+        }
+    }
+}
+
+/// Where the peer's DTLS client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimDtlsState {
+    /// Not started (ICE has not succeeded yet).
+    Idle,
+    /// ClientHello sent, handshake under way.
+    Handshaking,
+    /// Handshake done; SRTP keys in place.
+    Connected(SrtpProfile),
+    /// The handshake or the connection failed.
+    Failed(String),
+    /// Closed by either side.
+    Closed,
+}
+
+/// One RTP packet the peer received and authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRtp {
+    /// When it arrived.
+    pub at: Instant,
+    /// SSRC.
+    pub ssrc: u32,
+    /// Payload type.
+    pub payload_type: u8,
+    /// Sequence number.
+    pub sequence_number: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// Header extensions `(id, value)` in packet order.
+    pub extensions: Vec<(u8, Vec<u8>)>,
+    /// The payload, padding removed.
+    pub payload: Vec<u8>,
+}
+
+impl ReceivedRtp {
+    /// The value of header extension `id`.
+    pub fn extension(&self, id: u8) -> Option<&[u8]> {
+        self.extensions.iter().find(|(i, _)| *i == id).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// What the peer received as RTCP, per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedRtcp {
+    /// Compound packets authenticated.
+    pub packets: u64,
+    /// Sender reports by sender SSRC.
+    pub sender_reports: HashMap<u32, u64>,
+    /// Receiver reports received.
+    pub receiver_reports: u64,
+    /// Reception-report blocks by the SSRC they are about.
+    pub report_blocks: HashMap<u32, u64>,
+    /// PLIs by media SSRC.
+    pub plis: HashMap<u32, u64>,
+    /// FIR entries by media SSRC.
+    pub firs: HashMap<u32, u64>,
+    /// NACKs by media SSRC.
+    pub nacks: HashMap<u32, u64>,
+    /// Other packet types.
+    pub other: u64,
+}
+
+/// The peer's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimPeerStats {
+    /// Datagrams handed to [`SimPeer::handle_datagram`].
+    pub datagrams_in: u64,
+    /// Datagrams queued for sending.
+    pub datagrams_out: u64,
+    /// ICE checks sent.
+    pub checks_sent: u64,
+    /// Authenticated binding success responses.
+    pub check_responses: u64,
+    /// STUN that was not an authenticated answer to one of our checks.
+    pub stun_ignored: u64,
+    /// DTLS datagrams received.
+    pub dtls_in: u64,
+    /// SRTP packets that failed to unprotect (auth, replay) or did not parse.
+    pub srtp_errors: u64,
+    /// SRTCP packets that failed to unprotect or did not parse.
+    pub srtcp_errors: u64,
+    /// SRTP/SRTCP received before keys were available.
+    pub srtp_before_keys: u64,
+    /// Datagrams in no RFC 7983 range.
+    pub unknown: u64,
+}
+
+struct Server {
+    addr: SocketAddr,
+    ufrag: String,
+    key: IntegrityKey,
+    fingerprint: Fingerprint,
+}
+
+/// A simulated browser: ICE (controlling), DTLS client, SRTP. See the module documentation.
+pub struct SimPeer {
+    addr: SocketAddr,
+    config: SimPeerConfig,
+    rng: SimRng,
+    ufrag: String,
+    tie_breaker: u64,
+    certificate: Certificate,
+    fingerprint: Fingerprint,
+    server: Option<Server>,
+    outstanding: VecDeque<[u8; 12]>,
+    ice_connected: bool,
+    next_check: Option<Instant>,
+    last_check_sent: Option<Instant>,
+    last_check_answered: Option<Instant>,
+    mapped_address: Option<SocketAddr>,
+    dtls: Option<Endpoint>,
+    dtls_state: SimDtlsState,
+    srtp_out: Option<SrtpContext>,
+    srtp_in: Option<SrtpContext>,
+    /// Extended highest sequence number sent per SSRC: the outbound ROC.
+    sent_index: HashMap<u32, u64>,
+    outgoing: VecDeque<(SocketAddr, Vec<u8>)>,
+    received_rtp: Vec<ReceivedRtp>,
+    received_rtcp: ReceivedRtcp,
+    stats: SimPeerStats,
+}
+
+impl std::fmt::Debug for SimPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimPeer")
+            .field("addr", &self.addr)
+            .field("ice_connected", &self.ice_connected)
+            .field("dtls_state", &self.dtls_state)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seed_from_addr(addr: SocketAddr) -> u64 {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in addr.to_string().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+impl SimPeer {
+    /// A peer at `addr` with the default configuration.
+    pub fn new(addr: SocketAddr, now: Instant) -> Result<Self, SimPeerError> {
+        Self::with_config(addr, now, SimPeerConfig::default())
+    }
+
+    /// A peer at `addr` configured by `config`.
+    pub fn with_config(addr: SocketAddr, _now: Instant, config: SimPeerConfig) -> Result<Self, SimPeerError> {
+        let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| SimPeerError::Config(e.to_string()))?;
+        let certificate = Certificate::generate_self_signed(vec!["sim-peer".to_owned()], provider.crypto())
+            .map_err(|e| SimPeerError::Config(e.to_string()))?;
+        let der = certificate
+            .certificate
+            .first()
+            .ok_or_else(|| SimPeerError::Config("empty certificate chain".into()))?;
+        let fingerprint = Fingerprint::of_der(der.as_ref());
+        let mut rng = SimRng::new(config.seed.unwrap_or_else(|| seed_from_addr(addr)));
+        let ufrag = format!("sim{:08x}", rng.next_u32());
+        let tie_breaker = rng.next_u64();
+        Ok(Self {
+            addr,
+            config,
+            rng,
+            ufrag,
+            tie_breaker,
+            certificate,
+            fingerprint,
+            server: None,
+            outstanding: VecDeque::new(),
+            ice_connected: false,
+            next_check: None,
+            last_check_sent: None,
+            last_check_answered: None,
+            mapped_address: None,
+            dtls: None,
+            dtls_state: SimDtlsState::Idle,
+            srtp_out: None,
+            srtp_in: None,
+            sent_index: HashMap::new(),
+            outgoing: VecDeque::new(),
+            received_rtp: Vec::new(),
+            received_rtcp: ReceivedRtcp::default(),
+            stats: SimPeerStats::default(),
+        })
+    }
+
+    /// The peer's current address (where it sends from and receives at).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The peer's certificate fingerprint, for [`WebRtcTransportOptions::remote_fingerprint`].
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint.clone()
+    }
+
+    /// The peer's ICE ufrag.
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// The SSRC the peer sends RTCP from.
+    pub fn rtcp_ssrc(&self) -> u32 {
+        self.config.rtcp_ssrc
+    }
+
+    /// Starts ICE towards the first candidate of `info`: a check goes out at once.
+    pub fn connect(&mut self, now: Instant, info: &WebRtcTransportInfo) -> Result<(), SimPeerError> {
+        let addr = *info.candidates.first().ok_or(SimPeerError::NoCandidate)?;
+        self.connect_to(now, addr, info)
+    }
+
+    /// Starts ICE towards `server` with the credentials and fingerprint of `info`.
+    pub fn connect_to(&mut self, now: Instant, server: SocketAddr, info: &WebRtcTransportInfo) -> Result<(), SimPeerError> {
+        self.server = Some(Server {
+            addr: server,
+            ufrag: info.ice_ufrag.clone(),
+            key: IntegrityKey::new(info.ice_pwd.as_bytes()),
+            fingerprint: info.fingerprint.clone(),
+        });
+        self.send_check(now)
+    }
+
+    /// Moves the peer to `addr` (a network change) and nominates the new path at once.
+    pub fn migrate(&mut self, now: Instant, addr: SocketAddr) -> Result<(), SimPeerError> {
+        self.addr = addr;
+        self.send_check(now)
+    }
+
+    /// Turns consent-freshness checks on (with `interval`) or off (`None`).
+    pub fn set_consent_interval(&mut self, now: Instant, interval: Option<Duration>) {
+        self.config.consent_interval = interval;
+        self.next_check = match interval {
+            Some(i) if self.ice_connected => Some(now + i),
+            Some(_) => self.next_check,
+            None if self.ice_connected => None,
+            None => self.next_check,
+        };
+    }
+
+    /// Sends one connectivity check now (with USE-CANDIDATE when nominating).
+    pub fn send_check(&mut self, now: Instant) -> Result<(), SimPeerError> {
+        let server = self.server.as_ref().ok_or(SimPeerError::NoTransport)?;
+        let mut transaction_id = [0u8; 12];
+        self.rng.fill(&mut transaction_id);
+        let username = format!("{}:{}", server.ufrag, self.ufrag);
+        let mut out = Vec::new();
+        write_binding_request(
+            &transaction_id,
+            username.as_bytes(),
+            &server.key,
+            CHECK_PRIORITY,
+            Some(IceRole::Controlling(self.tie_breaker)),
+            self.config.nominate,
+            &mut out,
+        )
+        .map_err(|e| SimPeerError::Stun(e.to_string()))?;
+        let dest = server.addr;
+        if self.outstanding.len() >= MAX_OUTSTANDING_CHECKS {
+            self.outstanding.pop_front();
+        }
+        self.outstanding.push_back(transaction_id);
+        self.stats.checks_sent += 1;
+        self.last_check_sent = Some(now);
+        self.next_check = if self.ice_connected {
+            self.config.consent_interval.map(|i| now + i)
+        } else {
+            Some(now + self.config.check_retransmit)
+        };
+        self.queue(dest, out);
+        Ok(())
+    }
+
+    /// Starts the DTLS client now, whatever ICE says (normally this happens on the first
+    /// successful check). An attacker in a test uses it to send a ClientHello unvalidated.
+    pub fn start_dtls(&mut self, now: Instant) -> Result<(), SimPeerError> {
+        if self.dtls.is_some() {
+            return Ok(());
+        }
+        let server = self.server.as_ref().ok_or(SimPeerError::NoTransport)?;
+        let server_addr = server.addr;
+        let expected = server.fingerprint.clone();
+        let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| SimPeerError::Config(e.to_string()))?;
+        let profiles = self
+            .config
+            .srtp_profiles
+            .iter()
+            .map(|p| match p {
+                SrtpProfile::AeadAes128Gcm => SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProfile::Aes128CmHmacSha1_80 => SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            })
+            .collect();
+        let mut builder = ConfigBuilder::default();
+        if let Some(interval) = self.config.dtls_retransmit_interval {
+            builder = builder.with_flight_interval(interval);
+        }
+        let config = builder
+            .with_crypto_provider(provider)
+            .with_certificates(vec![self.certificate.clone()])
+            .with_srtp_protection_profiles(profiles)
+            .with_extended_master_secret(ExtendedMasterSecretType::Require)
+            .with_insecure_skip_verify(true)
+            .with_verify_peer_certificate(Some(Arc::new(move |certs: &[Vec<u8>], _| {
+                let presented = certs
+                    .first()
+                    .map(|der| Fingerprint::of_der(der))
+                    .ok_or(rtc_shared::error::Error::ErrInvalidCertificate)?;
+                if presented == expected {
+                    Ok(())
+                } else {
+                    Err(rtc_shared::error::Error::Other(format!(
+                        "server fingerprint {presented:?} is not the signalled {expected:?}"
+                    )))
+                }
+            })))
+            .build(true, None)
+            .map_err(|e| SimPeerError::Config(e.to_string()))?;
+        let mut endpoint = Endpoint::new(self.addr, TransportProtocol::UDP, None);
+        let result = endpoint.connect(now, server_addr, Arc::new(config), None);
+        self.dtls = Some(endpoint);
+        match result {
+            Ok(()) => {
+                self.dtls_state = SimDtlsState::Handshaking;
+                self.drain_dtls();
+                Ok(())
+            }
+            Err(e) => {
+                self.dtls_state = SimDtlsState::Failed(e.to_string());
+                Err(SimPeerError::Dtls(e.to_string()))
+            }
+        }
+    }
+
+    /// Sends DTLS close_notify.
+    pub fn close_dtls(&mut self, now: Instant) {
+        if let Some(endpoint) = self.dtls.as_mut() {
+            let _ = endpoint.close(now);
+            self.dtls_state = SimDtlsState::Closed;
+            self.srtp_in = None;
+            self.srtp_out = None;
+        }
+        self.drain_dtls();
+    }
+
+    fn drain_dtls(&mut self) {
+        let Some(endpoint) = self.dtls.as_mut() else { return };
+        let mut out = Vec::new();
+        while let Some(t) = endpoint.poll_transmit() {
+            out.push((t.transport.peer_addr, t.message.to_vec()));
+        }
+        for (dest, data) in out {
+            self.queue(dest, data);
+        }
+    }
+
+    fn queue(&mut self, dest: SocketAddr, data: Vec<u8>) {
+        self.stats.datagrams_out += 1;
+        self.outgoing.push_back((dest, data));
+    }
+
+    /// Queues raw bytes for the server (anything: replays, garbage).
+    pub fn send_raw(&mut self, data: Vec<u8>) -> Result<(), SimPeerError> {
+        let dest = self.server.as_ref().ok_or(SimPeerError::NoTransport)?.addr;
+        self.queue(dest, data);
+        Ok(())
+    }
+
+    /// Whether ICE has succeeded and DTLS produced SRTP keys.
+    pub fn is_connected(&self) -> bool {
+        self.ice_connected && matches!(self.dtls_state, SimDtlsState::Connected(_))
+    }
+
+    /// Whether a check has been answered.
+    pub fn is_ice_connected(&self) -> bool {
+        self.ice_connected
+    }
+
+    /// The DTLS client's state.
+    pub fn dtls_state(&self) -> &SimDtlsState {
+        &self.dtls_state
+    }
+
+    /// The negotiated SRTP profile, once connected.
+    pub fn srtp_profile(&self) -> Option<SrtpProfile> {
+        match self.dtls_state {
+            SimDtlsState::Connected(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The XOR-MAPPED-ADDRESS of the last answered check.
+    pub fn mapped_address(&self) -> Option<SocketAddr> {
+        self.mapped_address
+    }
+
+    /// When the last check was sent.
+    pub fn last_check_sent(&self) -> Option<Instant> {
+        self.last_check_sent
+    }
+
+    /// When the last check was answered.
+    pub fn last_check_answered(&self) -> Option<Instant> {
+        self.last_check_answered
+    }
+
+    /// Next datagram to send: `(destination, bytes)`; the source is [`Self::addr`].
+    pub fn poll_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.outgoing.pop_front()
+    }
+
+    /// Datagrams queued and not yet polled.
+    pub fn pending_datagrams(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// When [`Self::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dtls = match (&self.dtls, &self.server) {
+            (Some(e), Some(s)) if self.dtls_state == SimDtlsState::Handshaking => e.poll_timeout(&s.addr),
+            _ => None,
+        };
+        [self.next_check, dtls].into_iter().flatten().min()
+    }
+
+    /// Advances timers: check retransmission, consent checks, DTLS retransmission.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_check.is_some_and(|t| now >= t) {
+            // Only fails without a transport, and then there is no timer.
+            if self.send_check(now).is_err() {
+                self.next_check = None;
+            }
+        }
+        if self.dtls_state == SimDtlsState::Handshaking
+            && let (Some(endpoint), Some(server)) = (self.dtls.as_mut(), self.server.as_ref())
+            && let Err(e) = endpoint.handle_timeout(server.addr, now)
+        {
+            self.dtls_state = SimDtlsState::Failed(e.to_string());
+        }
+        self.drain_dtls();
+    }
+
+    /// Feeds one received datagram (the network delivers only what is addressed to
+    /// [`Self::addr`]). Never fails: what cannot be used is counted in [`Self::stats`].
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+        self.stats.datagrams_in += 1;
+        match data.first() {
+            Some(0..=3) => self.handle_stun(now, data),
+            Some(20..=63) => self.handle_dtls(now, data),
+            Some(128..=191) => self.handle_srtp(now, data),
+            _ => self.stats.unknown += 1,
+        }
+    }
+
+    fn handle_stun(&mut self, now: Instant, data: &[u8]) {
+        let answered = (|| {
+            let msg = StunMessage::parse(data).ok()?;
+            let server = self.server.as_ref()?;
+            if msg.class() != StunClass::SuccessResponse || !msg.verify_fingerprint() {
+                return None;
+            }
+            let position = self.outstanding.iter().position(|t| *t == msg.transaction_id())?;
+            if !msg.verify_integrity_with(&server.key) {
+                return None;
+            }
+            Some((position, msg.xor_mapped_address()))
+        })();
+        let Some((position, mapped)) = answered else {
+            self.stats.stun_ignored += 1;
+            return;
+        };
+        self.outstanding.remove(position);
+        self.stats.check_responses += 1;
+        self.last_check_answered = Some(now);
+        self.mapped_address = mapped;
+        if !self.ice_connected {
+            self.ice_connected = true;
+            self.next_check = self.config.consent_interval.map(|i| now + i);
+        }
+        if self.dtls.is_none() && self.start_dtls(now).is_err() {
+            // Recorded in `dtls_state`.
+        }
+    }
+
+    fn handle_dtls(&mut self, now: Instant, data: &[u8]) {
+        self.stats.dtls_in += 1;
+        let (Some(endpoint), Some(server)) = (self.dtls.as_mut(), self.server.as_ref()) else { return };
+        let server_addr = server.addr;
+        let result = endpoint.read(now, server_addr, None, BytesMut::from(data));
+        self.drain_dtls();
+        let events = match result {
+            Ok(events) => events,
+            Err(e) => {
+                if !matches!(self.dtls_state, SimDtlsState::Connected(_)) {
+                    self.dtls_state = SimDtlsState::Failed(e.to_string());
+                }
+                return;
+            }
+        };
+        for event in events {
+            match event {
+                EndpointEvent::HandshakeComplete => match self.export_keys(server_addr) {
+                    Ok((profile, outbound, inbound)) => {
+                        self.srtp_out = Some(outbound);
+                        self.srtp_in = Some(inbound);
+                        self.dtls_state = SimDtlsState::Connected(profile);
+                    }
+                    Err(e) => self.dtls_state = SimDtlsState::Failed(e.to_string()),
+                },
+                EndpointEvent::PeerClosed => {
+                    self.dtls_state = SimDtlsState::Closed;
+                    self.srtp_in = None;
+                    self.srtp_out = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn export_keys(&self, server_addr: SocketAddr) -> Result<(SrtpProfile, SrtpContext, SrtpContext), SimPeerError> {
+        let endpoint = self.dtls.as_ref().ok_or(SimPeerError::NotConnected)?;
+        let state = endpoint
+            .get_connection_state(server_addr)
+            .ok_or_else(|| SimPeerError::Dtls("no association state".into()))?;
+        let profile = SrtpProfile::from_dtls_id(state.srtp_protection_profile() as u16)
+            .ok_or_else(|| SimPeerError::Dtls("unsupported SRTP profile negotiated".into()))?;
+        let material = state
+            .export_keying_material(SRTP_EXPORTER_LABEL, &[], profile.keying_material_len())
+            .map_err(|e| SimPeerError::Dtls(e.to_string()))?;
+        let (outbound, inbound) = SrtpContext::from_keying_material(profile, material.as_ref(), DtlsRole::Client)?;
+        Ok((profile, outbound, inbound))
+    }
+
+    fn handle_srtp(&mut self, now: Instant, data: &[u8]) {
+        let Some(srtp) = self.srtp_in.as_mut() else {
+            self.stats.srtp_before_keys += 1;
+            return;
+        };
+        let mut buf = data.to_vec();
+        if data.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
+            let Ok(len) = srtp.unprotect_rtcp(&mut buf) else {
+                self.stats.srtcp_errors += 1;
+                return;
+            };
+            buf.truncate(len);
+            if rtcp::validate_compound(&buf).is_err() {
+                self.stats.srtcp_errors += 1;
+                return;
+            }
+            self.record_rtcp(&buf);
+            return;
+        }
+        let Ok(header) = RtpHeader::parse(&buf) else {
+            self.stats.srtp_errors += 1;
+            return;
+        };
+        let Ok(len) = srtp.unprotect_rtp(&mut buf, header.header_len) else {
+            self.stats.srtp_errors += 1;
+            return;
+        };
+        buf.truncate(len);
+        let Ok((start, end)) = header.payload_range(&buf) else {
+            self.stats.srtp_errors += 1;
+            return;
+        };
+        let extensions = header
+            .extensions()
+            .iter()
+            .filter_map(|e| header.extension(&buf, e.id).map(|v| (e.id, v.to_vec())))
+            .collect();
+        self.received_rtp.push(ReceivedRtp {
+            at: now,
+            ssrc: header.ssrc,
+            payload_type: header.payload_type,
+            sequence_number: header.sequence_number,
+            timestamp: header.timestamp,
+            marker: header.marker,
+            extensions,
+            payload: buf.get(start..end).unwrap_or(&[]).to_vec(),
+        });
+    }
+
+    fn record_rtcp(&mut self, buf: &[u8]) {
+        let r = &mut self.received_rtcp;
+        r.packets += 1;
+        for part in RtcpReader::new(buf).flatten() {
+            match part {
+                RtcpPart::SenderReport { ssrc, reports, .. } => {
+                    *r.sender_reports.entry(ssrc).or_default() += 1;
+                    for block in rtcp::reception_reports(reports) {
+                        *r.report_blocks.entry(block.ssrc).or_default() += 1;
+                    }
+                }
+                RtcpPart::ReceiverReport { reports, .. } => {
+                    r.receiver_reports += 1;
+                    for block in rtcp::reception_reports(reports) {
+                        *r.report_blocks.entry(block.ssrc).or_default() += 1;
+                    }
+                }
+                RtcpPart::Pli { media_ssrc, .. } => *r.plis.entry(media_ssrc).or_default() += 1,
+                RtcpPart::Fir { entries, .. } => {
+                    for ssrc in rtcp::fir_ssrcs(entries) {
+                        *r.firs.entry(ssrc).or_default() += 1;
+                    }
+                }
+                RtcpPart::Nack { media_ssrc, .. } => *r.nacks.entry(media_ssrc).or_default() += 1,
+                RtcpPart::Other { .. } => r.other += 1,
+            }
+        }
+    }
+
+    /// Builds and protects an RTP packet (the ROC of `ssrc` is tracked from the sequence
+    /// numbers sent so far) and returns the datagram without queuing it.
+    ///
+    /// Protecting the same `(ssrc, seq)` twice reuses an SRTP nonce: to resend a packet, send
+    /// the returned bytes again (see [`Self::send_raw`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn protect_rtp(
+        &mut self,
+        ssrc: u32,
+        payload_type: u8,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        extensions: &[(u8, &[u8])],
+        payload: &[u8],
+    ) -> Result<Vec<u8>, SimPeerError> {
+        let (mut packet, header_len) =
+            write_rtp_packet(ssrc, payload_type, sequence_number, timestamp, marker, extensions, payload)?;
+        let srtp = self.srtp_out.as_mut().ok_or(SimPeerError::NotConnected)?;
+        let index = match self.sent_index.get(&ssrc) {
+            Some(&highest) => extend_sequence(highest, sequence_number),
+            None => u64::from(sequence_number),
+        };
+        srtp.protect_rtp(&mut packet, header_len, (index >> 16) as u32)?;
+        let highest = self.sent_index.entry(ssrc).or_insert(index);
+        if index > *highest {
+            *highest = index;
+        }
+        Ok(packet)
+    }
+
+    /// Builds, protects and queues an RTP packet for the server.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_rtp(
+        &mut self,
+        _now: Instant,
+        ssrc: u32,
+        payload_type: u8,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        extensions: &[(u8, &[u8])],
+        payload: &[u8],
+    ) -> Result<(), SimPeerError> {
+        let packet = self.protect_rtp(ssrc, payload_type, sequence_number, timestamp, marker, extensions, payload)?;
+        self.send_raw(packet)
+    }
+
+    /// Protects a plaintext compound RTCP packet and returns the datagram without queuing it.
+    pub fn protect_rtcp(&mut self, plaintext_compound: &[u8]) -> Result<Vec<u8>, SimPeerError> {
+        let srtp = self.srtp_out.as_mut().ok_or(SimPeerError::NotConnected)?;
+        let mut packet = plaintext_compound.to_vec();
+        srtp.protect_rtcp(&mut packet)?;
+        Ok(packet)
+    }
+
+    /// Protects and queues a plaintext compound RTCP packet (PLI, RR, …).
+    pub fn send_rtcp(&mut self, _now: Instant, plaintext_compound: &[u8]) -> Result<(), SimPeerError> {
+        let packet = self.protect_rtcp(plaintext_compound)?;
+        self.send_raw(packet)
+    }
+
+    /// Sends a PLI for `media_ssrc` from [`Self::rtcp_ssrc`].
+    pub fn send_pli(&mut self, now: Instant, media_ssrc: u32) -> Result<(), SimPeerError> {
+        let mut buf = Vec::new();
+        rtcp::write_pli(&mut buf, self.config.rtcp_ssrc, media_ssrc);
+        self.send_rtcp(now, &buf)
+    }
+
+    /// RTP packets received and authenticated, in arrival order.
+    pub fn received_rtp(&self) -> &[ReceivedRtp] {
+        &self.received_rtp
+    }
+
+    /// RTP packets received for `ssrc`.
+    pub fn received_rtp_for(&self, ssrc: u32) -> impl Iterator<Item = &ReceivedRtp> + '_ {
+        self.received_rtp.iter().filter(move |p| p.ssrc == ssrc)
+    }
+
+    /// RTCP received, by kind.
+    pub fn received_rtcp(&self) -> &ReceivedRtcp {
+        &self.received_rtcp
+    }
+
+    /// PLIs received for `media_ssrc`.
+    pub fn received_plis(&self, media_ssrc: u32) -> u64 {
+        self.received_rtcp.plis.get(&media_ssrc).copied().unwrap_or(0)
+    }
+
+    /// Forgets received RTP and RTCP (counters in [`Self::stats`] stay).
+    pub fn clear_received(&mut self) {
+        self.received_rtp.clear();
+        self.received_rtcp = ReceivedRtcp::default();
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SimPeerStats {
+        self.stats
+    }
+}
+
+/// Writes a plaintext RTP packet; returns it and its header length. Extensions use the
+/// one-byte form (RFC 8285) when every id is 1..=14 and every value 1..=16 bytes long,
+/// otherwise the two-byte form.
+pub fn write_rtp_packet(
+    ssrc: u32,
+    payload_type: u8,
+    sequence_number: u16,
+    timestamp: u32,
+    marker: bool,
+    extensions: &[(u8, &[u8])],
+    payload: &[u8],
+) -> Result<(Vec<u8>, usize), SimPeerError> {
+    let mut out = Vec::with_capacity(12 + payload.len() + 64);
+    out.push(if extensions.is_empty() { 0x80 } else { 0x90 });
+    out.push((u8::from(marker) << 7) | (payload_type & 0x7f));
+    out.extend_from_slice(&sequence_number.to_be_bytes());
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    if !extensions.is_empty() {
+        let one_byte = extensions.iter().all(|(id, v)| (1..=14).contains(id) && (1..=16).contains(&v.len()));
+        for (id, v) in extensions {
+            if *id == 0 || (one_byte && *id == 15) || v.len() > 255 {
+                return Err(SimPeerError::BadExtension { id: *id, len: v.len() });
+            }
+        }
+        let block_start = out.len();
+        out.extend_from_slice(if one_byte { &[0xBE, 0xDE] } else { &[0x10, 0x00] });
+        out.extend_from_slice(&[0, 0]);
+        for (id, v) in extensions {
+            if one_byte {
+                out.push((id << 4) | ((v.len() - 1) as u8 & 0x0f));
+            } else {
+                out.push(*id);
+                out.push(v.len() as u8);
+            }
+            out.extend_from_slice(v);
+        }
+        while (out.len() - block_start) % 4 != 0 {
+            out.push(0);
+        }
+        let words = u16::try_from((out.len() - block_start - 4) / 4).map_err(|_| SimPeerError::TooLarge(out.len()))?;
+        if let Some(field) = out.get_mut(block_start + 2..block_start + 4) {
+            field.copy_from_slice(&words.to_be_bytes());
+        }
+    }
+    let header_len = out.len();
+    out.extend_from_slice(payload);
+    if out.len() > 1500 {
+        return Err(SimPeerError::TooLarge(out.len()));
+    }
+    Ok((out, header_len))
+}
+
+/// A peer's index in a [`SimNetwork`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerId(pub usize);
+
+/// Counters of a [`SimNetwork`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// Datagrams delivered to the worker.
+    pub to_worker: u64,
+    /// Datagrams delivered to peers.
+    pub to_peers: u64,
+    /// Datagrams lost on purpose (simulated loss or the drop filter).
+    pub lost: u64,
+    /// Datagrams addressed to nobody on the network.
+    pub undeliverable: u64,
+    /// Times time had to be forced forward because a deadline did not move.
+    pub stuck_timers: u64,
+}
+
+/// A datagram in flight, as a [`SimNetwork`] drop filter sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// Sender.
+    pub from: SocketAddr,
+    /// Destination.
+    pub to: SocketAddr,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// Decides whether to drop a datagram (`true` drops it): targeted loss for tests.
+pub type DropFilter = Box<dyn FnMut(&Datagram<'_>) -> bool + Send>;
+
+/// The worker, its peers and the wires between them, on virtual time.
+pub struct SimNetwork {
+    worker: Worker,
+    worker_addr: SocketAddr,
+    peers: Vec<SimPeer>,
+    now: Instant,
+    start: Instant,
+    events: Vec<(Instant, WorkerEvent)>,
+    loss: f64,
+    rng: SimRng,
+    stats: NetworkStats,
+    sent_to: HashMap<SocketAddr, u64>,
+    filter: Option<DropFilter>,
+}
+
+/// Deliveries in one [`SimNetwork::deliver`] before it gives up (a ping-pong that never ends).
+const MAX_DELIVERY_ROUNDS: usize = 100_000;
+/// Timeouts handled at one instant before time is forced forward.
+const MAX_SPINS: u32 = 10_000;
+
+impl SimNetwork {
+    /// A network with a fresh worker reachable at `worker_addr` (its only announced address).
+    pub fn new(worker_addr: SocketAddr) -> Result<Self, WorkerError> {
+        let now = Instant::now();
+        let config = WorkerConfig {
+            announced_addresses: vec![worker_addr],
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(config, now, sim_wall_clock())?;
+        Ok(Self::with_worker(worker, worker_addr, now))
+    }
+
+    /// A network around an existing worker; virtual time starts at `now`.
+    pub fn with_worker(worker: Worker, worker_addr: SocketAddr, now: Instant) -> Self {
+        Self {
+            worker,
+            worker_addr,
+            peers: Vec::new(),
+            now,
+            start: now,
+            events: Vec::new(),
+            loss: 0.0,
+            rng: SimRng::new(1),
+            stats: NetworkStats::default(),
+            sent_to: HashMap::new(),
+            filter: None,
+        }
+    }
+
+    /// Loses each datagram (either direction) with `probability`, drawn from `seed`.
+    pub fn set_loss(&mut self, probability: f64, seed: u64) {
+        self.loss = probability.clamp(0.0, 1.0);
+        self.rng = SimRng::new(seed);
+    }
+
+    /// Drops every datagram `filter` returns `true` for (counted as lost), in addition to
+    /// random loss; `None` removes the filter.
+    pub fn set_drop_filter(&mut self, filter: Option<DropFilter>) {
+        self.filter = filter;
+    }
+
+    /// Virtual now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time elapsed since the network was created.
+    pub fn elapsed(&self) -> Duration {
+        self.now.saturating_duration_since(self.start)
+    }
+
+    /// The worker.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// The worker, for control calls (use [`Self::now`] as their `now`).
+    pub fn worker_mut(&mut self) -> &mut Worker {
+        &mut self.worker
+    }
+
+    /// The worker's address.
+    pub fn worker_addr(&self) -> SocketAddr {
+        self.worker_addr
+    }
+
+    /// Adds a default peer at `addr`.
+    pub fn add_peer(&mut self, addr: SocketAddr) -> Result<PeerId, SimPeerError> {
+        let peer = SimPeer::new(addr, self.now)?;
+        Ok(self.add(peer))
+    }
+
+    /// Adds a peer configured by `config`.
+    pub fn add_peer_with(&mut self, addr: SocketAddr, config: SimPeerConfig) -> Result<PeerId, SimPeerError> {
+        let peer = SimPeer::with_config(addr, self.now, config)?;
+        Ok(self.add(peer))
+    }
+
+    /// Adds a peer built elsewhere.
+    pub fn add(&mut self, peer: SimPeer) -> PeerId {
+        self.peers.push(peer);
+        PeerId(self.peers.len() - 1)
+    }
+
+    /// A peer.
+    pub fn peer(&self, id: PeerId) -> Option<&SimPeer> {
+        self.peers.get(id.0)
+    }
+
+    /// A peer, to make it act.
+    pub fn peer_mut(&mut self, id: PeerId) -> Option<&mut SimPeer> {
+        self.peers.get_mut(id.0)
+    }
+
+    /// Creates a transport on `router` for peer `id` (its fingerprint signalled, default options).
+    pub fn create_transport(&mut self, id: PeerId, router: RouterId) -> Result<WebRtcTransportInfo, WorkerError> {
+        let fingerprint = self.peers.get(id.0).map(SimPeer::fingerprint);
+        let options = WebRtcTransportOptions {
+            remote_fingerprint: fingerprint,
+            ..WebRtcTransportOptions::default()
+        };
+        self.worker.create_webrtc_transport(self.now, router, options)
+    }
+
+    /// Makes peer `id` start ICE towards the transport of `info`.
+    pub fn connect(&mut self, id: PeerId, info: &WebRtcTransportInfo) -> Result<(), SimPeerError> {
+        let now = self.now;
+        let peer = self.peers.get_mut(id.0).ok_or(SimPeerError::NoTransport)?;
+        peer.connect(now, info)
+    }
+
+    /// Worker events so far, with when they happened.
+    pub fn events(&self) -> &[(Instant, WorkerEvent)] {
+        &self.events
+    }
+
+    /// Takes the worker events recorded so far.
+    pub fn take_events(&mut self) -> Vec<(Instant, WorkerEvent)> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether `TransportConnected` was reported for `transport`, and with which profile.
+    pub fn connected_profile(&self, transport: TransportId) -> Option<SrtpProfile> {
+        self.events.iter().find_map(|(_, e)| match e {
+            WorkerEvent::TransportConnected { transport: t, srtp_profile } if *t == transport => Some(*srtp_profile),
+            _ => None,
+        })
+    }
+
+    /// When and why `transport` closed, if it did.
+    pub fn closed(&self, transport: TransportId) -> Option<(Instant, crate::CloseReason)> {
+        self.events.iter().find_map(|(at, e)| match e {
+            WorkerEvent::TransportClosed { transport: t, reason } if *t == transport => Some((*at, reason.clone())),
+            _ => None,
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NetworkStats {
+        self.stats
+    }
+
+    /// Datagrams the worker sent to `addr` (delivered, lost or undeliverable).
+    pub fn datagrams_to(&self, addr: SocketAddr) -> u64 {
+        self.sent_to.get(&addr).copied().unwrap_or(0)
+    }
+
+    fn collect_events(&mut self) {
+        while let Some(e) = self.worker.poll_event() {
+            self.events.push((self.now, e));
+        }
+    }
+
+    fn lose(&mut self, datagram: &Datagram<'_>) -> bool {
+        let filtered = self.filter.as_mut().is_some_and(|f| f(datagram));
+        if filtered || (self.loss > 0.0 && self.rng.next_f64() < self.loss) {
+            self.stats.lost += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Hands `data` to the worker as if it came from `source`, now (no loss applied).
+    /// Whatever the worker answers is delivered by the next [`Self::deliver`].
+    pub fn inject(&mut self, source: SocketAddr, data: &[u8]) {
+        self.stats.to_worker += 1;
+        self.worker.handle_datagram(self.now, source, BytesMut::from(data));
+        self.collect_events();
+    }
+
+    /// Moves every datagram queued right now one hop (worker → peers, peers → worker).
+    /// Returns how many moved.
+    pub fn deliver_round(&mut self) -> usize {
+        let mut moved = 0;
+        let now = self.now;
+        while let Some(t) = self.worker.poll_transmit() {
+            moved += 1;
+            *self.sent_to.entry(t.destination).or_default() += 1;
+            let datagram = Datagram { from: self.worker_addr, to: t.destination, data: &t.contents };
+            if !self.lose(&datagram) {
+                match self.peers.iter_mut().find(|p| p.addr() == t.destination) {
+                    Some(peer) => {
+                        self.stats.to_peers += 1;
+                        peer.handle_datagram(now, &t.contents);
+                    }
+                    None => self.stats.undeliverable += 1,
+                }
+            }
+            self.worker.recycle(t.contents);
+        }
+        let mut from_peers = Vec::new();
+        for peer in &mut self.peers {
+            let source = peer.addr();
+            while let Some((dest, data)) = peer.poll_datagram() {
+                from_peers.push((source, dest, data));
+            }
+        }
+        for (source, dest, data) in from_peers {
+            moved += 1;
+            if self.lose(&Datagram { from: source, to: dest, data: &data }) {
+                continue;
+            }
+            if dest == self.worker_addr {
+                self.stats.to_worker += 1;
+                self.worker.handle_datagram(now, source, BytesMut::from(data.as_slice()));
+            } else if let Some(peer) = self.peers.iter_mut().find(|p| p.addr() == dest) {
+                self.stats.to_peers += 1;
+                peer.handle_datagram(now, &data);
+            } else {
+                self.stats.undeliverable += 1;
+            }
+        }
+        self.collect_events();
+        moved
+    }
+
+    /// Delivers until nothing is in flight. Returns the datagrams moved.
+    pub fn deliver(&mut self) -> usize {
+        let mut total = 0;
+        for _ in 0..MAX_DELIVERY_ROUNDS {
+            let moved = self.deliver_round();
+            if moved == 0 {
+                break;
+            }
+            total += moved;
+        }
+        total
+    }
+
+    /// The earliest deadline of the worker and the peers.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let peers = self.peers.iter().filter_map(SimPeer::poll_timeout);
+        self.worker.poll_timeout().into_iter().chain(peers).min()
+    }
+
+    fn fire_timeouts(&mut self) {
+        let now = self.now;
+        if self.worker.poll_timeout().is_some_and(|t| t <= now) {
+            self.worker.handle_timeout(now);
+            self.collect_events();
+        }
+        for peer in &mut self.peers {
+            if peer.poll_timeout().is_some_and(|t| t <= now) {
+                peer.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Runs everything up to `target`: delivers, handles each deadline in order, and ends
+    /// with virtual time at `target` (or later, if it already was).
+    pub fn advance_to(&mut self, target: Instant) {
+        let mut spins = 0u32;
+        loop {
+            self.deliver();
+            let Some(next) = self.next_timeout() else { break };
+            if next > target {
+                break;
+            }
+            if next <= self.now {
+                spins += 1;
+                if spins > MAX_SPINS {
+                    // A deadline that handling does not move: step past it rather than spin.
+                    self.stats.stuck_timers += 1;
+                    spins = 0;
+                    let forced = self.now + Duration::from_millis(1);
+                    if forced > target {
+                        break;
+                    }
+                    self.now = forced;
+                }
+            } else {
+                spins = 0;
+                self.now = next;
+            }
+            self.fire_timeouts();
+        }
+        if target > self.now {
+            self.now = target;
+        }
+        self.fire_timeouts();
+        self.deliver();
+    }
+
+    /// [`Self::advance_to`] `now + duration`.
+    pub fn advance(&mut self, duration: Duration) {
+        let target = self.now + duration;
+        self.advance_to(target);
+    }
+
+    /// Delivers what is in flight, then jumps to the next deadline and handles it. Returns
+    /// the new virtual time, or `None` when nothing is scheduled.
+    pub fn step(&mut self) -> Option<Instant> {
+        self.deliver();
+        let next = self.next_timeout()?;
+        self.advance_to(next.max(self.now));
+        Some(self.now)
+    }
+
+    /// Advances in steps until `done` holds or `limit` of virtual time has passed; returns
+    /// whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = self.now + limit;
+        self.deliver();
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.now >= deadline {
+                return false;
+            }
+            let next = self.next_timeout().map_or(deadline, |t| t.clamp(self.now, deadline));
+            // Never stand still: a deadline in the past is handled by advance_to itself.
+            let target = if next <= self.now { (self.now + Duration::from_millis(1)).min(deadline) } else { next };
+            self.advance_to(target);
+        }
+    }
+
+    /// Runs until every peer in `ids` is connected, or `limit` passes.
+    pub fn run_until_connected(&mut self, ids: &[PeerId], limit: Duration) -> bool {
+        self.run_until(limit, |net| ids.iter().all(|id| net.peer(*id).is_some_and(SimPeer::is_connected)))
+    }
+}
+
+/// A fixed wall clock for simulations: 2023-11-14T22:13:20Z.
+pub fn sim_wall_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
