@@ -129,6 +129,12 @@ impl ClientHelloAssembler {
     }
 }
 
+/// A big-endian u16 at `at`, if `b` is long enough.
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let bytes: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+    Some(u16::from_be_bytes(bytes))
+}
+
 /// Reads the `use_srtp` profile list out of a whole ClientHello body.
 fn parse_use_srtp(body: &[u8]) -> Result<Vec<u16>, ClientHelloError> {
     let bad = ClientHelloError::Malformed;
@@ -138,30 +144,22 @@ fn parse_use_srtp(body: &[u8]) -> Result<Vec<u16>, ClientHelloError> {
     at += 1 + session_len;
     let cookie_len = usize::from(*body.get(at).ok_or(bad)?);
     at += 1 + cookie_len;
-    let suites = body.get(at..at + 2).ok_or(bad)?;
-    at += 2 + usize::from(u16::from_be_bytes([suites[0], suites[1]]));
+    at += 2 + usize::from(be16(body, at).ok_or(bad)?);
     let compression_len = usize::from(*body.get(at).ok_or(bad)?);
     at += 1 + compression_len;
-    let Some(ext_len) = body.get(at..at + 2) else {
+    let Some(ext_len) = be16(body, at) else {
         return Ok(Vec::new()); // no extensions at all
     };
-    let ext_len = usize::from(u16::from_be_bytes([ext_len[0], ext_len[1]]));
+    let ext_len = usize::from(ext_len);
     let mut exts = body.get(at + 2..at + 2 + ext_len).ok_or(bad)?;
-    while let Some(h) = exts.get(..4) {
-        let ty = u16::from_be_bytes([h[0], h[1]]);
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    while let (Some(ty), Some(len)) = (be16(exts, 0), be16(exts, 2)) {
+        let len = usize::from(len);
         let data = exts.get(4..4 + len).ok_or(bad)?;
         exts = exts.get(4 + len..).unwrap_or(&[]);
         if ty == EXTENSION_USE_SRTP {
-            let list_len = data
-                .get(..2)
-                .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
-                .ok_or(bad)?;
+            let list_len = usize::from(be16(data, 0).ok_or(bad)?);
             let list = data.get(2..2 + list_len).ok_or(bad)?;
-            return Ok(list
-                .chunks_exact(2)
-                .map(|p| u16::from_be_bytes([p[0], p[1]]))
-                .collect());
+            return Ok(list.chunks_exact(2).filter_map(|p| be16(p, 0)).collect());
         }
     }
     Ok(Vec::new())

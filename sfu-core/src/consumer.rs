@@ -84,6 +84,7 @@ impl Consumer {
     /// Creates a consumer. `producer_parameters` are the publisher's; `parameters` the
     /// subscriber's as derived by [`RtpParameters::for_consumer`]. `initial_sequence` and
     /// `timestamp_offset` should be random.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: ConsumerId,
         transport: TransportId,

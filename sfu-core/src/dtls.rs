@@ -174,7 +174,13 @@ pub struct DtlsSession {
     profiles: Vec<SrtpProfile>,
     stage: Stage,
     outgoing: VecDeque<BytesMut>,
+    /// Our last handshake flight, kept to answer a peer that repeats its own (see `feed`).
+    last_flight: Vec<BytesMut>,
+    flight_resends: u32,
 }
+
+/// Times our last flight is resent because the peer repeated its previous one.
+const MAX_FLIGHT_RESENDS: u32 = 10;
 
 impl DtlsSession {
     /// A session that will accept only a client whose certificate matches `remote_fingerprint`,
@@ -196,6 +202,8 @@ impl DtlsSession {
                 chosen: None,
             },
             outgoing: VecDeque::new(),
+            last_flight: Vec::new(),
+            flight_resends: 0,
         }
     }
 
@@ -263,8 +271,13 @@ impl DtlsSession {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
         if let Stage::Handshaking(endpoint) = &mut self.stage {
             let result = endpoint.handle_timeout(PEER_KEY, now);
+            let mut sent = Vec::new();
             while let Some(t) = endpoint.poll_transmit() {
-                self.outgoing.push_back(t.message);
+                sent.push(t.message);
+            }
+            if !sent.is_empty() {
+                self.last_flight.clone_from(&sent);
+                self.outgoing.extend(sent);
             }
             if let Err(e) = result {
                 self.stage = Stage::Finished;
@@ -361,14 +374,33 @@ impl DtlsSession {
     }
 
     fn feed(&mut self, now: Instant, datagram: &[u8]) -> Result<Option<DtlsEvent>, DtlsError> {
+        let handshaking = matches!(self.stage, Stage::Handshaking(_));
         let endpoint = match &mut self.stage {
             Stage::Handshaking(e) | Stage::Connected(e) => e,
             _ => return Err(DtlsError::Closed),
         };
         let result = endpoint.read(now, PEER_KEY, None, BytesMut::from(datagram));
+        let mut sent = Vec::new();
         while let Some(t) = endpoint.poll_transmit() {
-            self.outgoing.push_back(t.message);
+            sent.push(t.message);
         }
+        if handshaking {
+            if !sent.is_empty() {
+                self.last_flight.clone_from(&sent);
+            } else if result.is_ok()
+                && datagram.first() == Some(&22)
+                && endpoint.poll_timeout(&PEER_KEY).is_none()
+                && self.flight_resends < MAX_FLIGHT_RESENDS
+            {
+                // rtc-dtls 0.21 clears its retransmission timer when any handshake record
+                // arrives, even one that does not complete the peer's next flight. If our flight
+                // was lost and the peer repeats its previous one, nothing would ever resend ours
+                // (RFC 6347 §4.2.4 says to): do it here, a bounded number of times.
+                self.flight_resends += 1;
+                sent.clone_from(&self.last_flight);
+            }
+        }
+        self.outgoing.extend(sent);
         let events = match result {
             Ok(events) => events,
             Err(e) => {

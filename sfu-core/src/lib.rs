@@ -63,6 +63,7 @@
 
 pub mod buffer_pool;
 pub mod client_hello;
+pub mod codecs;
 pub mod consumer;
 pub mod driver;
 pub mod drops;

@@ -135,13 +135,17 @@ impl<'a> Iterator for RtcpReader<'a> {
             return None;
         }
         let result = (|| {
-            let head = self.rest.get(..4).ok_or(RtcpParseError::Truncated)?;
-            let (b0, packet_type) = (head[0], head[1]);
+            let head: [u8; 4] = self
+                .rest
+                .get(..4)
+                .and_then(|h| h.try_into().ok())
+                .ok_or(RtcpParseError::Truncated)?;
+            let [b0, packet_type, len_hi, len_lo] = head;
             if b0 >> 6 != 2 {
                 return Err(RtcpParseError::BadVersion);
             }
             let format = b0 & 0x1f;
-            let len = 4 * (usize::from(u16::from_be_bytes([head[2], head[3]])) + 1);
+            let len = 4 * (usize::from(u16::from_be_bytes([len_hi, len_lo])) + 1);
             let packet = self.rest.get(..len).ok_or(RtcpParseError::Truncated)?;
             self.rest = self.rest.get(len..).unwrap_or(&[]);
             let mut body = packet.get(4..).unwrap_or(&[]);

@@ -100,9 +100,13 @@ impl RtpHeader {
         }
         if has_extension {
             let start = header.header_len;
-            let ext_head = buf.get(start..start + 4).ok_or(RtpParseError::Truncated)?;
-            let profile = u16::from_be_bytes([ext_head[0], ext_head[1]]);
-            let words = usize::from(u16::from_be_bytes([ext_head[2], ext_head[3]]));
+            let ext_head: [u8; 4] = buf
+                .get(start..start + 4)
+                .and_then(|h| h.try_into().ok())
+                .ok_or(RtpParseError::Truncated)?;
+            let [p0, p1, w0, w1] = ext_head;
+            let profile = u16::from_be_bytes([p0, p1]);
+            let words = usize::from(u16::from_be_bytes([w0, w1]));
             let body_start = start + 4;
             let body_end = body_start + 4 * words;
             let body = buf
@@ -268,7 +272,7 @@ pub fn write_header(
             }
             out.extend_from_slice(value);
         }
-        while (out.len() - block_start) % 4 != 0 {
+        while !(out.len() - block_start).is_multiple_of(4) {
             out.push(0);
         }
         let words = ((out.len() - block_start - 4) / 4) as u16;

@@ -69,7 +69,11 @@ impl SimRng {
 
     /// A uniform value in `0..bound` (0 when `bound` is 0).
     pub fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 { 0 } else { self.next_u64() % bound }
+        if bound == 0 {
+            0
+        } else {
+            self.next_u64() % bound
+        }
     }
 
     /// A uniform float in `[0, 1)`.
@@ -198,7 +202,10 @@ pub struct ReceivedRtp {
 impl ReceivedRtp {
     /// The value of header extension `id`.
     pub fn extension(&self, id: u8) -> Option<&[u8]> {
-        self.extensions.iter().find(|(i, _)| *i == id).map(|(_, v)| v.as_slice())
+        self.extensions
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -309,10 +316,16 @@ impl SimPeer {
     }
 
     /// A peer at `addr` configured by `config`.
-    pub fn with_config(addr: SocketAddr, _now: Instant, config: SimPeerConfig) -> Result<Self, SimPeerError> {
-        let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| SimPeerError::Config(e.to_string()))?;
-        let certificate = Certificate::generate_self_signed(vec!["sim-peer".to_owned()], provider.crypto())
+    pub fn with_config(
+        addr: SocketAddr,
+        _now: Instant,
+        config: SimPeerConfig,
+    ) -> Result<Self, SimPeerError> {
+        let provider = rtc_dtls::crypto_provider::default_provider()
             .map_err(|e| SimPeerError::Config(e.to_string()))?;
+        let certificate =
+            Certificate::generate_self_signed(vec!["sim-peer".to_owned()], provider.crypto())
+                .map_err(|e| SimPeerError::Config(e.to_string()))?;
         let der = certificate
             .certificate
             .first()
@@ -369,13 +382,22 @@ impl SimPeer {
     }
 
     /// Starts ICE towards the first candidate of `info`: a check goes out at once.
-    pub fn connect(&mut self, now: Instant, info: &WebRtcTransportInfo) -> Result<(), SimPeerError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        info: &WebRtcTransportInfo,
+    ) -> Result<(), SimPeerError> {
         let addr = *info.candidates.first().ok_or(SimPeerError::NoCandidate)?;
         self.connect_to(now, addr, info)
     }
 
     /// Starts ICE towards `server` with the credentials and fingerprint of `info`.
-    pub fn connect_to(&mut self, now: Instant, server: SocketAddr, info: &WebRtcTransportInfo) -> Result<(), SimPeerError> {
+    pub fn connect_to(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        info: &WebRtcTransportInfo,
+    ) -> Result<(), SimPeerError> {
         self.server = Some(Server {
             addr: server,
             ufrag: info.ice_ufrag.clone(),
@@ -444,14 +466,17 @@ impl SimPeer {
         let server = self.server.as_ref().ok_or(SimPeerError::NoTransport)?;
         let server_addr = server.addr;
         let expected = server.fingerprint.clone();
-        let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| SimPeerError::Config(e.to_string()))?;
+        let provider = rtc_dtls::crypto_provider::default_provider()
+            .map_err(|e| SimPeerError::Config(e.to_string()))?;
         let profiles = self
             .config
             .srtp_profiles
             .iter()
             .map(|p| match p {
                 SrtpProfile::AeadAes128Gcm => SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-                SrtpProfile::Aes128CmHmacSha1_80 => SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+                SrtpProfile::Aes128CmHmacSha1_80 => {
+                    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80
+                }
             })
             .collect();
         let mut builder = ConfigBuilder::default();
@@ -507,7 +532,9 @@ impl SimPeer {
     }
 
     fn drain_dtls(&mut self) {
-        let Some(endpoint) = self.dtls.as_mut() else { return };
+        let Some(endpoint) = self.dtls.as_mut() else {
+            return;
+        };
         let mut out = Vec::new();
         while let Some(t) = endpoint.poll_transmit() {
             out.push((t.transport.peer_addr, t.message.to_vec()));
@@ -580,7 +607,9 @@ impl SimPeer {
     /// When [`Self::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dtls = match (&self.dtls, &self.server) {
-            (Some(e), Some(s)) if self.dtls_state == SimDtlsState::Handshaking => e.poll_timeout(&s.addr),
+            (Some(e), Some(s)) if self.dtls_state == SimDtlsState::Handshaking => {
+                e.poll_timeout(&s.addr)
+            }
             _ => None,
         };
         [self.next_check, dtls].into_iter().flatten().min()
@@ -622,7 +651,10 @@ impl SimPeer {
             if msg.class() != StunClass::SuccessResponse || !msg.verify_fingerprint() {
                 return None;
             }
-            let position = self.outstanding.iter().position(|t| *t == msg.transaction_id())?;
+            let position = self
+                .outstanding
+                .iter()
+                .position(|t| *t == msg.transaction_id())?;
             if !msg.verify_integrity_with(&server.key) {
                 return None;
             }
@@ -647,7 +679,9 @@ impl SimPeer {
 
     fn handle_dtls(&mut self, now: Instant, data: &[u8]) {
         self.stats.dtls_in += 1;
-        let (Some(endpoint), Some(server)) = (self.dtls.as_mut(), self.server.as_ref()) else { return };
+        let (Some(endpoint), Some(server)) = (self.dtls.as_mut(), self.server.as_ref()) else {
+            return;
+        };
         let server_addr = server.addr;
         let result = endpoint.read(now, server_addr, None, BytesMut::from(data));
         self.drain_dtls();
@@ -680,7 +714,10 @@ impl SimPeer {
         }
     }
 
-    fn export_keys(&self, server_addr: SocketAddr) -> Result<(SrtpProfile, SrtpContext, SrtpContext), SimPeerError> {
+    fn export_keys(
+        &self,
+        server_addr: SocketAddr,
+    ) -> Result<(SrtpProfile, SrtpContext, SrtpContext), SimPeerError> {
         let endpoint = self.dtls.as_ref().ok_or(SimPeerError::NotConnected)?;
         let state = endpoint
             .get_connection_state(server_addr)
@@ -690,7 +727,8 @@ impl SimPeer {
         let material = state
             .export_keying_material(SRTP_EXPORTER_LABEL, &[], profile.keying_material_len())
             .map_err(|e| SimPeerError::Dtls(e.to_string()))?;
-        let (outbound, inbound) = SrtpContext::from_keying_material(profile, material.as_ref(), DtlsRole::Client)?;
+        let (outbound, inbound) =
+            SrtpContext::from_keying_material(profile, material.as_ref(), DtlsRole::Client)?;
         Ok((profile, outbound, inbound))
     }
 
@@ -776,7 +814,9 @@ impl SimPeer {
     /// numbers sent so far) and returns the datagram without queuing it.
     ///
     /// Protecting the same `(ssrc, seq)` twice reuses an SRTP nonce: to resend a packet, send
-    /// the returned bytes again (see [`Self::send_raw`]).
+    /// the returned bytes again (see [`Self::send_raw`]). Every packet built counts for the ROC,
+    /// delivered or not, as in a browser: a later sequence number more than 2^15 behind the
+    /// highest built is taken to be after a wrap.
     #[allow(clippy::too_many_arguments)]
     pub fn protect_rtp(
         &mut self,
@@ -788,8 +828,15 @@ impl SimPeer {
         extensions: &[(u8, &[u8])],
         payload: &[u8],
     ) -> Result<Vec<u8>, SimPeerError> {
-        let (mut packet, header_len) =
-            write_rtp_packet(ssrc, payload_type, sequence_number, timestamp, marker, extensions, payload)?;
+        let (mut packet, header_len) = write_rtp_packet(
+            ssrc,
+            payload_type,
+            sequence_number,
+            timestamp,
+            marker,
+            extensions,
+            payload,
+        )?;
         let srtp = self.srtp_out.as_mut().ok_or(SimPeerError::NotConnected)?;
         let index = match self.sent_index.get(&ssrc) {
             Some(&highest) => extend_sequence(highest, sequence_number),
@@ -816,7 +863,15 @@ impl SimPeer {
         extensions: &[(u8, &[u8])],
         payload: &[u8],
     ) -> Result<(), SimPeerError> {
-        let packet = self.protect_rtp(ssrc, payload_type, sequence_number, timestamp, marker, extensions, payload)?;
+        let packet = self.protect_rtp(
+            ssrc,
+            payload_type,
+            sequence_number,
+            timestamp,
+            marker,
+            extensions,
+            payload,
+        )?;
         self.send_raw(packet)
     }
 
@@ -829,7 +884,11 @@ impl SimPeer {
     }
 
     /// Protects and queues a plaintext compound RTCP packet (PLI, RR, …).
-    pub fn send_rtcp(&mut self, _now: Instant, plaintext_compound: &[u8]) -> Result<(), SimPeerError> {
+    pub fn send_rtcp(
+        &mut self,
+        _now: Instant,
+        plaintext_compound: &[u8],
+    ) -> Result<(), SimPeerError> {
         let packet = self.protect_rtcp(plaintext_compound)?;
         self.send_raw(packet)
     }
@@ -858,7 +917,11 @@ impl SimPeer {
 
     /// PLIs received for `media_ssrc`.
     pub fn received_plis(&self, media_ssrc: u32) -> u64 {
-        self.received_rtcp.plis.get(&media_ssrc).copied().unwrap_or(0)
+        self.received_rtcp
+            .plis
+            .get(&media_ssrc)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Forgets received RTP and RTCP (counters in [`Self::stats`] stay).
@@ -892,14 +955,23 @@ pub fn write_rtp_packet(
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&ssrc.to_be_bytes());
     if !extensions.is_empty() {
-        let one_byte = extensions.iter().all(|(id, v)| (1..=14).contains(id) && (1..=16).contains(&v.len()));
+        let one_byte = extensions
+            .iter()
+            .all(|(id, v)| (1..=14).contains(id) && (1..=16).contains(&v.len()));
         for (id, v) in extensions {
             if *id == 0 || (one_byte && *id == 15) || v.len() > 255 {
-                return Err(SimPeerError::BadExtension { id: *id, len: v.len() });
+                return Err(SimPeerError::BadExtension {
+                    id: *id,
+                    len: v.len(),
+                });
             }
         }
         let block_start = out.len();
-        out.extend_from_slice(if one_byte { &[0xBE, 0xDE] } else { &[0x10, 0x00] });
+        out.extend_from_slice(if one_byte {
+            &[0xBE, 0xDE]
+        } else {
+            &[0x10, 0x00]
+        });
         out.extend_from_slice(&[0, 0]);
         for (id, v) in extensions {
             if one_byte {
@@ -913,7 +985,8 @@ pub fn write_rtp_packet(
         while (out.len() - block_start) % 4 != 0 {
             out.push(0);
         }
-        let words = u16::try_from((out.len() - block_start - 4) / 4).map_err(|_| SimPeerError::TooLarge(out.len()))?;
+        let words = u16::try_from((out.len() - block_start - 4) / 4)
+            .map_err(|_| SimPeerError::TooLarge(out.len()))?;
         if let Some(field) = out.get_mut(block_start + 2..block_start + 4) {
             field.copy_from_slice(&words.to_be_bytes());
         }
@@ -1052,7 +1125,11 @@ impl SimNetwork {
     }
 
     /// Adds a peer configured by `config`.
-    pub fn add_peer_with(&mut self, addr: SocketAddr, config: SimPeerConfig) -> Result<PeerId, SimPeerError> {
+    pub fn add_peer_with(
+        &mut self,
+        addr: SocketAddr,
+        config: SimPeerConfig,
+    ) -> Result<PeerId, SimPeerError> {
         let peer = SimPeer::with_config(addr, self.now, config)?;
         Ok(self.add(peer))
     }
@@ -1074,13 +1151,18 @@ impl SimNetwork {
     }
 
     /// Creates a transport on `router` for peer `id` (its fingerprint signalled, default options).
-    pub fn create_transport(&mut self, id: PeerId, router: RouterId) -> Result<WebRtcTransportInfo, WorkerError> {
+    pub fn create_transport(
+        &mut self,
+        id: PeerId,
+        router: RouterId,
+    ) -> Result<WebRtcTransportInfo, WorkerError> {
         let fingerprint = self.peers.get(id.0).map(SimPeer::fingerprint);
         let options = WebRtcTransportOptions {
             remote_fingerprint: fingerprint,
             ..WebRtcTransportOptions::default()
         };
-        self.worker.create_webrtc_transport(self.now, router, options)
+        self.worker
+            .create_webrtc_transport(self.now, router, options)
     }
 
     /// Makes peer `id` start ICE towards the transport of `info`.
@@ -1103,7 +1185,10 @@ impl SimNetwork {
     /// Whether `TransportConnected` was reported for `transport`, and with which profile.
     pub fn connected_profile(&self, transport: TransportId) -> Option<SrtpProfile> {
         self.events.iter().find_map(|(_, e)| match e {
-            WorkerEvent::TransportConnected { transport: t, srtp_profile } if *t == transport => Some(*srtp_profile),
+            WorkerEvent::TransportConnected {
+                transport: t,
+                srtp_profile,
+            } if *t == transport => Some(*srtp_profile),
             _ => None,
         })
     }
@@ -1111,7 +1196,10 @@ impl SimNetwork {
     /// When and why `transport` closed, if it did.
     pub fn closed(&self, transport: TransportId) -> Option<(Instant, crate::CloseReason)> {
         self.events.iter().find_map(|(at, e)| match e {
-            WorkerEvent::TransportClosed { transport: t, reason } if *t == transport => Some((*at, reason.clone())),
+            WorkerEvent::TransportClosed {
+                transport: t,
+                reason,
+            } if *t == transport => Some((*at, reason.clone())),
             _ => None,
         })
     }
@@ -1145,7 +1233,8 @@ impl SimNetwork {
     /// Whatever the worker answers is delivered by the next [`Self::deliver`].
     pub fn inject(&mut self, source: SocketAddr, data: &[u8]) {
         self.stats.to_worker += 1;
-        self.worker.handle_datagram(self.now, source, BytesMut::from(data));
+        self.worker
+            .handle_datagram(self.now, source, BytesMut::from(data));
         self.collect_events();
     }
 
@@ -1157,7 +1246,11 @@ impl SimNetwork {
         while let Some(t) = self.worker.poll_transmit() {
             moved += 1;
             *self.sent_to.entry(t.destination).or_default() += 1;
-            let datagram = Datagram { from: self.worker_addr, to: t.destination, data: &t.contents };
+            let datagram = Datagram {
+                from: self.worker_addr,
+                to: t.destination,
+                data: &t.contents,
+            };
             if !self.lose(&datagram) {
                 match self.peers.iter_mut().find(|p| p.addr() == t.destination) {
                     Some(peer) => {
@@ -1178,12 +1271,17 @@ impl SimNetwork {
         }
         for (source, dest, data) in from_peers {
             moved += 1;
-            if self.lose(&Datagram { from: source, to: dest, data: &data }) {
+            if self.lose(&Datagram {
+                from: source,
+                to: dest,
+                data: &data,
+            }) {
                 continue;
             }
             if dest == self.worker_addr {
                 self.stats.to_worker += 1;
-                self.worker.handle_datagram(now, source, BytesMut::from(data.as_slice()));
+                self.worker
+                    .handle_datagram(now, source, BytesMut::from(data.as_slice()));
             } else if let Some(peer) = self.peers.iter_mut().find(|p| p.addr() == dest) {
                 self.stats.to_peers += 1;
                 peer.handle_datagram(now, &data);
@@ -1233,7 +1331,9 @@ impl SimNetwork {
         let mut spins = 0u32;
         loop {
             self.deliver();
-            let Some(next) = self.next_timeout() else { break };
+            let Some(next) = self.next_timeout() else {
+                break;
+            };
             if next > target {
                 break;
             }
@@ -1289,16 +1389,25 @@ impl SimNetwork {
             if self.now >= deadline {
                 return false;
             }
-            let next = self.next_timeout().map_or(deadline, |t| t.clamp(self.now, deadline));
+            let next = self
+                .next_timeout()
+                .map_or(deadline, |t| t.clamp(self.now, deadline));
             // Never stand still: a deadline in the past is handled by advance_to itself.
-            let target = if next <= self.now { (self.now + Duration::from_millis(1)).min(deadline) } else { next };
+            let target = if next <= self.now {
+                (self.now + Duration::from_millis(1)).min(deadline)
+            } else {
+                next
+            };
             self.advance_to(target);
         }
     }
 
     /// Runs until every peer in `ids` is connected, or `limit` passes.
     pub fn run_until_connected(&mut self, ids: &[PeerId], limit: Duration) -> bool {
-        self.run_until(limit, |net| ids.iter().all(|id| net.peer(*id).is_some_and(SimPeer::is_connected)))
+        self.run_until(limit, |net| {
+            ids.iter()
+                .all(|id| net.peer(*id).is_some_and(SimPeer::is_connected))
+        })
     }
 }
 

@@ -27,6 +27,9 @@ pub struct StreamBinding {
     pub rtx: bool,
 }
 
+/// Time allowed from creation to DTLS completion.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Lifecycle of a transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportState {
@@ -118,6 +121,8 @@ pub struct WebRtcTransport {
     pub rtcp_ssrc: u32,
     /// When the next RTCP report is due.
     pub next_report: Instant,
+    /// A transport not connected by then is closed (a stalled or abandoned handshake).
+    pub connect_deadline: Instant,
     /// The SRTCP index is the context's; this counts RTCP we sent for stats.
     pub stats: TransportStats,
 }
@@ -151,6 +156,7 @@ impl WebRtcTransport {
             consumer_ssrcs: HashMap::new(),
             rtcp_ssrc,
             next_report: now,
+            connect_deadline: now + CONNECT_TIMEOUT,
             stats: TransportStats::default(),
         }
     }

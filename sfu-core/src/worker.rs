@@ -169,6 +169,7 @@ pub struct Worker {
     started_wall: SystemTime,
     next_nack_poll: Instant,
     nack_scratch: Vec<u16>,
+    next_tuple_prune: Instant,
 }
 
 impl Worker {
@@ -193,6 +194,7 @@ impl Worker {
             started: now,
             started_wall: wall,
             next_nack_poll: now,
+            next_tuple_prune: now,
             nack_scratch: Vec::new(),
         })
     }
@@ -576,6 +578,7 @@ impl Worker {
                 t.ice.poll_timeout(),
                 t.dtls.poll_timeout(),
                 t.is_connected().then_some(t.next_report),
+                (!t.is_connected()).then_some(t.connect_deadline),
             ]
         });
         let producers = self
@@ -593,18 +596,33 @@ impl Worker {
                 t.ice.handle_timeout(now);
             }
             self.drain_ice_events(id);
-            if let Some(t) = self.transports.get_mut(&id) {
-                let result = t.dtls.handle_timeout(now).map(|()| None);
-                self.after_dtls(now, id, result);
-            } else {
+            let Some(t) = self.transports.get_mut(&id) else {
+                continue;
+            };
+            if !t.is_connected() && now >= t.connect_deadline {
+                self.remove_transport(
+                    id,
+                    CloseReason::DtlsFailed("not connected within 30 s".into()),
+                );
                 continue;
             }
+            let result = t.dtls.handle_timeout(now).map(|()| None);
+            self.after_dtls(now, id, result);
             if let Some(t) = self.transports.get(&id)
                 && t.is_connected()
                 && now >= t.next_report
             {
                 self.send_reports(now, id);
             }
+        }
+        if now >= self.next_tuple_prune {
+            self.next_tuple_prune = now + Duration::from_secs(1);
+            let transports = &self.transports;
+            self.by_tuple.retain(|addr, id| {
+                transports
+                    .get(id)
+                    .is_some_and(|t| t.ice.is_validated(*addr))
+            });
         }
         if now >= self.next_nack_poll {
             self.next_nack_poll = now + NACK_POLL_INTERVAL;
@@ -771,6 +789,15 @@ impl Worker {
         let Some(&id) = local_ufrag.and_then(|u| self.by_ufrag.get(u)) else {
             return self.drops.count(DropReason::StunUnknownUfrag);
         };
+        // A tuple stays with the transport that validated it while that one still does: a peer
+        // that can spoof addresses cannot redirect another peer's media.
+        let taken = self.by_tuple.get(&source).is_some_and(|&owner| {
+            owner != id
+                && self
+                    .transports
+                    .get(&owner)
+                    .is_some_and(|other| other.ice.is_validated(source))
+        });
         let Some(t) = self.transports.get_mut(&id) else {
             return self.drops.count(DropReason::StunUnknownUfrag);
         };
@@ -779,7 +806,9 @@ impl Worker {
         let mut out = self.pool.take();
         match t.ice.handle_binding_request(now, source, &msg, &mut out) {
             Ok(()) => {
-                self.by_tuple.insert(source, id);
+                if !taken {
+                    self.by_tuple.insert(source, id);
+                }
                 t.stats.bytes_out += out.len() as u64;
                 self.transmits.push_back(Transmit {
                     destination: source,
@@ -921,7 +950,10 @@ impl Worker {
             ) else {
                 return self.drops.count(DropReason::RtpUnknownPayloadType);
             };
-            header.sequence_number = u16::from_be_bytes([osn[0], osn[1]]);
+            let Ok(osn) = <[u8; 2]>::try_from(osn) else {
+                return self.drops.count(DropReason::RtpMalformed);
+            };
+            header.sequence_number = u16::from_be_bytes(osn);
             header.payload_type = apt;
             header.ssrc = media_ssrc;
             payload_start += 2;
