@@ -612,7 +612,22 @@ impl Room {
         } else {
             MediaKind::Video
         };
-        let mid = p.subscription.slots.len().to_string();
+        // A finished section of the same kind is reused: the SDP would otherwise grow with
+        // every track that ever ended (a long meeting would outgrow the frame limit).
+        let reuse = p
+            .subscription
+            .slots
+            .iter()
+            .position(|s| s.parameters.is_none() && s.kind == kind);
+        let mid = match reuse {
+            Some(i) => p
+                .subscription
+                .slots
+                .get(i)
+                .map(|s| s.mid.clone())
+                .unwrap_or_default(),
+            None => p.subscription.slots.len().to_string(),
+        };
         let transport = p.subscription.transport.id;
         let caps = sdp::subscriber_capabilities();
         let consumer_mid = mid.clone();
@@ -636,14 +651,18 @@ impl Room {
             Err(e) => return tracing::warn!("worker gone: {e}"),
         };
         if let Some(p) = self.participants.get_mut(sid) {
-            p.subscription.slots.push(Slot {
+            let slot = Slot {
                 mid,
                 kind,
                 track: track.to_owned(),
                 publisher,
                 consumer,
                 parameters,
-            });
+            };
+            match reuse.and_then(|i| p.subscription.slots.get_mut(i)) {
+                Some(old) => *old = slot,
+                None => p.subscription.slots.push(slot),
+            }
         }
     }
 

@@ -369,3 +369,38 @@ async fn participants_see_each_other_join_publish_and_leave() {
     let left = recv_type(&mut alice, "participant_left").await;
     assert_eq!(left["participant"], j["participant"]["sid"]);
 }
+
+/// Answers every subscribe offer with a stand-in answer until one with `sections` m-lines and
+/// `tracks` live tracks arrives; returns it.
+async fn offer_with(ws: &mut Ws, sections: usize, tracks: usize) -> Value {
+    let answer = OFFER.replace("a=setup:actpass", "a=setup:active");
+    loop {
+        let offer = recv_type(ws, "subscribe_offer").await;
+        let version = offer["version"].clone();
+        send(
+            ws,
+            json!({"type":"subscribe_answer","id":"a","sdp":answer,"version":version}),
+        )
+        .await;
+        let m = offer["sdp"].as_str().unwrap().matches("m=").count();
+        if m == sections && offer["tracks"].as_array().unwrap().len() == tracks {
+            return offer;
+        }
+        assert!(m <= sections, "the offer grew to {m} sections");
+    }
+}
+
+#[tokio::test]
+async fn finished_sections_are_reused_so_the_offer_does_not_grow() {
+    let url = start(SessionLimits::default()).await;
+    let mut host = joined(&url, "long-meeting", "host").await;
+    for round in 0..4 {
+        let mut guest = joined(&url, "long-meeting", &format!("guest{round}")).await;
+        send(&mut guest, json!({"type":"publish","id":1,"sdp":OFFER})).await;
+        recv_type(&mut guest, "publish_answer").await;
+        offer_with(&mut host, 2, 2).await;
+        send(&mut guest, json!({"type":"leave","id":2})).await;
+        let emptied = offer_with(&mut host, 2, 0).await;
+        assert!(emptied["sdp"].as_str().unwrap().contains("a=inactive"));
+    }
+}
