@@ -41,6 +41,13 @@ fn token(room: &str, identity: &str, grants: Grants) -> String {
 
 /// Starts a worker and a signaling server on free ports; returns the WebSocket URL.
 async fn start(limits: SessionLimits) -> String {
+    start_with_shutdown(limits, std::future::pending()).await
+}
+
+async fn start_with_shutdown(
+    limits: SessionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> String {
     let (worker, events) =
         WorkerHandle::spawn("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
     let config = SignalingConfig {
@@ -53,7 +60,7 @@ async fn start(limits: SessionLimits) -> String {
     let server = SignalingServer::new(config, Arc::new(worker), events);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
+    tokio::spawn(server.serve(listener, shutdown));
     format!("ws://{addr}/ws")
 }
 
@@ -402,5 +409,37 @@ async fn finished_sections_are_reused_so_the_offer_does_not_grow() {
         send(&mut guest, json!({"type":"leave","id":2})).await;
         let emptied = offer_with(&mut host, 2, 0).await;
         assert!(emptied["sdp"].as_str().unwrap().contains("a=inactive"));
+    }
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed() {
+    let limits = SessionLimits {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let url = start(limits).await;
+    let mut ws = joined(&url, "quiet", "sleepy").await;
+    let closing = recv_type(&mut ws, "closing").await;
+    assert_eq!(closing["reason"], "idle timeout");
+    expect_closed(&mut ws).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_tells_every_client() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let url = start_with_shutdown(SessionLimits::default(), async move {
+        let _ = stopped.await;
+    })
+    .await;
+    let mut a = joined(&url, "s", "a").await;
+    let mut b = connect(&url).await; // not even joined yet
+    send(&mut b, json!({"type":"ping","id":1})).await;
+    recv_type(&mut b, "pong").await;
+    stop.send(()).unwrap();
+    for ws in [&mut a, &mut b] {
+        let closing = recv_type(ws, "closing").await;
+        assert_eq!(closing["reason"], "server shutting down");
+        expect_closed(ws).await;
     }
 }
