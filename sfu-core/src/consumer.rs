@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::codecs::vp8::{Vp8Descriptor, Vp8Rewriter};
+use crate::codecs::{Codec, PacketInfo};
+use crate::layer_selector::{Decision, LayerSelector};
+use crate::producer::ProducerStream;
 use crate::retransmission_buffer::{RetransmissionBuffer, StoredPacket};
 use crate::rtcp::ReceptionReport;
 use crate::rtp_packet::{OutgoingHeader, RtpHeader, write_header};
@@ -75,6 +79,23 @@ pub struct Consumer {
     timestamps: TimestampRewriter,
     history: Option<RetransmissionBuffer>,
     rtx: Option<RtxStream>,
+    /// Video: which stream and temporal layer go out (simulcast, and keyframe-gated resume).
+    selector: Option<LayerSelector>,
+    /// VP8: picture ids kept continuous across switches and dropped frames.
+    vp8: Option<Vp8Rewriter>,
+    /// What the subscriber asked for.
+    pub preferences: ConsumerPreferences,
+}
+
+/// What a subscriber wants of one video track.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerPreferences {
+    /// Highest simulcast stream (0 = lowest); `None`: the best available.
+    pub max_spatial: Option<usize>,
+    /// Highest temporal layer; `None`: all.
+    pub max_temporal: Option<u8>,
+    /// The height the video is shown at, in pixels; the stream closest above it is chosen.
+    pub max_height: Option<u16>,
 }
 
 /// Marks "no mapping" in the lookup tables.
@@ -125,6 +146,17 @@ impl Consumer {
             .and_then(|e| e.ssrc)
             .unwrap_or(0);
         let clock_rate = parameters.codecs.first().map_or(90_000, |c| c.clock_rate);
+        // Several source streams (simulcast) need a selector, and VP8 picture ids made continuous
+        // across switches. A single stream is forwarded as it comes.
+        let simulcast = kind == MediaKind::Video && producer_parameters.encodings.len() > 1;
+        let vp8 = (simulcast
+            && Codec::from_mime_type(
+                parameters
+                    .codecs
+                    .first()
+                    .map_or("", |c| c.mime_type.as_str()),
+            ) == Codec::Vp8)
+            .then(Vp8Rewriter::new);
         // NACKs are answered only where the subscriber negotiated them.
         let nack = parameters.codecs.iter().any(|c| c.has_feedback("nack", ""));
         let history = nack.then(|| RetransmissionBuffer::new(HISTORY_SLOTS, HISTORY_AGE));
@@ -160,6 +192,95 @@ impl Consumer {
             timestamps: TimestampRewriter::new(timestamp_offset),
             history,
             rtx,
+            selector: simulcast.then(LayerSelector::new),
+            vp8,
+            preferences: ConsumerPreferences::default(),
+        }
+    }
+
+    /// The stream this consumer should receive given its preferences and which of the
+    /// producer's `streams` are active (simulcast streams are ordered lowest quality first).
+    /// A single-stream producer always gives stream 0.
+    pub fn choose_stream(&self, streams: &[ProducerStream], now: Instant) -> Option<usize> {
+        if streams.len() <= 1 {
+            return Some(0);
+        }
+        let active: Vec<usize> = (0..streams.len())
+            .filter(|&i| streams.get(i).is_some_and(|s| s.is_active(now)))
+            .collect();
+        let lowest = *active.first()?;
+        let mut limit = self.preferences.max_spatial.unwrap_or(usize::MAX);
+        if let Some(wanted) = self.preferences.max_height {
+            // Heights from keyframes where known; otherwise assume each stream halves the next.
+            let top = streams
+                .iter()
+                .rev()
+                .find_map(|s| s.resolution.map(|(_, h)| (h, streams.len())));
+            let height = |i: usize| -> Option<u32> {
+                if let Some((_, h)) = streams.get(i).and_then(|s| s.resolution) {
+                    return Some(u32::from(h));
+                }
+                let (top_h, _) = top?;
+                let steps = streams.len().saturating_sub(1 + i) as u32;
+                Some(u32::from(top_h) >> steps.min(31))
+            };
+            let needed = u32::from(wanted) * 9 / 10;
+            let enough = (0..streams.len()).find(|&i| height(i).is_some_and(|h| h >= needed));
+            if let Some(i) = enough {
+                limit = limit.min(i);
+            } else if top.is_some() {
+                limit = limit.min(streams.len() - 1);
+            }
+        }
+        Some(
+            active
+                .iter()
+                .copied()
+                .filter(|&i| i <= limit)
+                .max()
+                .unwrap_or(lowest),
+        )
+    }
+
+    /// Sets the stream to receive; returns true when a keyframe of it is needed.
+    pub fn set_target_stream(&mut self, stream: Option<usize>) -> bool {
+        match &mut self.selector {
+            Some(selector) if selector.target() != stream => selector.set_target(stream),
+            Some(selector) => selector.needs_keyframe(),
+            None => false,
+        }
+    }
+
+    /// The stream wanted and not yet reached (a keyframe of it is awaited).
+    pub fn awaited_stream(&self) -> Option<usize> {
+        self.selector
+            .as_ref()
+            .filter(|s| s.needs_keyframe())
+            .and_then(LayerSelector::target)
+    }
+
+    /// Whether this consumer chooses among several streams.
+    pub fn has_selector(&self) -> bool {
+        self.selector.is_some()
+    }
+
+    /// The stream being forwarded (0 for audio and single-stream video).
+    pub fn current_stream(&self) -> Option<usize> {
+        match &self.selector {
+            Some(s) => s.current(),
+            None => Some(0),
+        }
+    }
+
+    /// Applies new preferences (the caller then re-chooses the stream).
+    pub fn set_preferences(&mut self, preferences: ConsumerPreferences) {
+        self.preferences = preferences;
+        if let Some(selector) = &mut self.selector {
+            selector.set_max_temporal(
+                preferences
+                    .max_temporal
+                    .unwrap_or(crate::layer_selector::ALL_TEMPORAL_LAYERS),
+            );
         }
     }
 
@@ -171,9 +292,12 @@ impl Consumer {
     /// Writes the subscriber's version of a packet into `out`: rewritten header, then the
     /// payload. Returns `(header_len, srtp_roc)`, or `None` if the subscriber cannot take the
     /// packet's payload type.
+    #[allow(clippy::too_many_arguments)]
     pub fn write_packet(
         &mut self,
         now: Instant,
+        stream: usize,
+        info: Option<&PacketInfo>,
         header: &RtpHeader,
         packet: &Bytes,
         payload: &[u8],
@@ -182,6 +306,34 @@ impl Consumer {
         let payload_type = *self.payload_types.get(usize::from(header.payload_type))?;
         if payload_type == UNMAPPED {
             return None;
+        }
+        let mut switched = false;
+        if let Some(selector) = &mut self.selector {
+            match selector.on_packet(stream, info) {
+                Decision::Ignore => return None,
+                Decision::DropInStream => {
+                    self.seq.skip(header.sequence_number);
+                    if let (Some(vp8), Some(d)) = (&mut self.vp8, Vp8Descriptor::parse(payload)) {
+                        vp8.drop_frame(&d);
+                    }
+                    return None;
+                }
+                Decision::Forward { switched: s } => switched = s,
+            }
+        }
+        if switched {
+            // A new source: sequence numbers continue after the last sent; the timestamp line
+            // continues too, advanced by the time since the last packet.
+            self.seq.rebase();
+            let next = match self.stats.last_timestamp {
+                Some((ts, at)) => {
+                    let elapsed = now.saturating_duration_since(at).as_secs_f64()
+                        * f64::from(self.clock_rate);
+                    ts.wrapping_add((elapsed as u32).max(1))
+                }
+                None => self.timestamps.rewrite(header.timestamp),
+            };
+            self.timestamps.align(header.timestamp, next);
         }
         let (sequence_number, roc) = self.seq.rewrite(header.sequence_number);
         let timestamp = self.timestamps.rewrite(header.timestamp);
@@ -211,6 +363,9 @@ impl Consumer {
             extra,
         );
         out.extend_from_slice(payload);
+        if !self.rewrite_vp8(out, header_len, switched) {
+            return None;
+        }
         self.stats.packets += 1;
         self.stats.bytes += payload.len() as u64;
         self.stats.last_timestamp = Some((timestamp, now));
@@ -279,7 +434,7 @@ impl Consumer {
                 let header_len = write_header(out, &outgoing, &source, &stored.packet, map, extra);
                 out.extend_from_slice(&stored.sequence_number.to_be_bytes());
                 out.extend_from_slice(payload);
-                (header_len, roc)
+                (header_len, roc, header_len + 2)
             }
             _ => {
                 let outgoing = OutgoingHeader {
@@ -291,11 +446,16 @@ impl Consumer {
                 };
                 let header_len = write_header(out, &outgoing, &source, &stored.packet, map, extra);
                 out.extend_from_slice(payload);
-                (header_len, stored.roc)
+                (header_len, stored.roc, header_len)
             }
         };
+        let (header_len, roc, payload_at) = result;
+        // The payload is the source's: give it the same picture id as when first sent.
+        if !self.rewrite_vp8(out, payload_at, false) {
+            return None;
+        }
         self.stats.retransmitted += 1;
-        Some(result)
+        Some((header_len, roc))
     }
 
     /// The RTP timestamp matching `now` on this consumer's timeline, extrapolated from the
@@ -306,9 +466,28 @@ impl Consumer {
         Some(ts.wrapping_add((elapsed * f64::from(self.clock_rate)) as u32))
     }
 
-    /// Makes the next packet continue the output line regardless of its input numbering.
+    /// Rewrites the VP8 picture id and TL0PICIDX of the payload just written at
+    /// `out[header_len..]`; false if the packet must not be sent.
+    fn rewrite_vp8(&mut self, out: &mut [u8], header_len: usize, switched: bool) -> bool {
+        let Some(vp8) = &mut self.vp8 else {
+            return true;
+        };
+        let Some(body) = out.get_mut(header_len..) else {
+            return false;
+        };
+        let Some(descriptor) = Vp8Descriptor::parse(body) else {
+            return true;
+        };
+        vp8.rewrite(body, &descriptor, switched).is_ok()
+    }
+
+    /// After a pause: the next packet continues the output line regardless of its input
+    /// numbering, and video waits for a keyframe (the decoder lost its references).
     pub fn rebase(&mut self) {
         self.seq.rebase();
+        if let Some(selector) = &mut self.selector {
+            selector.reset();
+        }
     }
 }
 
@@ -387,7 +566,7 @@ mod tests {
         let h = RtpHeader::parse(&p).unwrap();
         let mut out = Vec::new();
         let (hl, roc) = c
-            .write_packet(Instant::now(), &h, &p, b"opus", &mut out)
+            .write_packet(Instant::now(), 0, None, &h, &p, b"opus", &mut out)
             .unwrap();
         let o = RtpHeader::parse(&out).unwrap();
         assert_eq!(o.header_len, hl);
@@ -410,7 +589,7 @@ mod tests {
         let p = Bytes::from(p);
         let h = RtpHeader::parse(&p).unwrap();
         assert!(
-            c.write_packet(Instant::now(), &h, &p, b"x", &mut out)
+            c.write_packet(Instant::now(), 0, None, &h, &p, b"x", &mut out)
                 .is_none()
         );
     }

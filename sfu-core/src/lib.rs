@@ -61,6 +61,7 @@
 
 #![warn(missing_docs)]
 
+pub mod active_speaker;
 pub mod buffer_pool;
 pub mod client_hello;
 pub mod codecs;
@@ -68,8 +69,10 @@ pub mod consumer;
 pub mod driver;
 pub mod drops;
 pub mod dtls;
-#[cfg(any(test, feature = "sim"))] pub mod fuzzing;
+#[cfg(any(test, feature = "sim"))]
+pub mod fuzzing;
 pub mod ice_lite;
+pub mod layer_selector;
 pub mod nack_generator;
 pub mod producer;
 pub mod retransmission_buffer;
@@ -78,7 +81,8 @@ pub mod rtcp;
 pub mod rtp_packet;
 pub mod rtp_parameters;
 pub mod seq_manager;
-#[cfg(any(test, feature = "sim"))] pub mod sim_peer;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim_peer;
 pub mod srtp;
 pub mod stun;
 pub mod webrtc_transport;

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::codecs::Codec;
 use crate::nack_generator::NackGenerator;
 use crate::rtcp::ReceptionReport;
 use crate::rtp_parameters::{MediaKind, RtpParameters};
@@ -124,6 +125,37 @@ pub struct ProducerStream {
     pub rtx_ssrc: Option<u32>,
     /// Loss detection for NACKs toward the publisher.
     pub nack: NackGenerator,
+    /// Keyframe requests for this stream, throttled.
+    pub keyframe_requests: KeyframeRequestThrottle,
+    /// When the last packet arrived (a stream silent for [`STREAM_INACTIVE_AFTER`] is not
+    /// selected for anyone).
+    pub last_packet_at: Option<Instant>,
+    /// Width and height from the last keyframe, when the codec tells (VP8).
+    pub resolution: Option<(u16, u16)>,
+}
+
+/// A stream without packets for this long counts as stopped (a publisher dropping a layer).
+pub const STREAM_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
+
+impl ProducerStream {
+    fn new(ssrc: Option<u32>, rid: Option<String>, rtx_ssrc: Option<u32>) -> Self {
+        Self {
+            ssrc,
+            rid,
+            stats: ReceiveStats::default(),
+            rtx_ssrc,
+            nack: NackGenerator::default(),
+            keyframe_requests: KeyframeRequestThrottle::default(),
+            last_packet_at: None,
+            resolution: None,
+        }
+    }
+
+    /// Whether packets arrived recently.
+    pub fn is_active(&self, now: Instant) -> bool {
+        self.last_packet_at
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_INACTIVE_AFTER)
+    }
 }
 
 /// Decides when a keyframe request may go to the publisher.
@@ -186,8 +218,8 @@ pub struct Producer {
     pub streams: Vec<ProducerStream>,
     /// Consumers forwarding this producer.
     pub consumers: Vec<ConsumerId>,
-    /// Keyframe request throttle.
-    pub keyframe_requests: KeyframeRequestThrottle,
+    /// The codec of each payload type (for reading payloads: keyframes, layers).
+    pub(crate) codecs_by_payload_type: [Codec; 128],
     /// Clock rate of the first codec (for jitter).
     pub clock_rate: u32,
     /// Whether the publisher negotiated NACK (so losses on the way in are asked for).
@@ -206,28 +238,23 @@ impl Producer {
         let mut streams: Vec<ProducerStream> = parameters
             .encodings
             .iter()
-            .map(|e| ProducerStream {
-                ssrc: e.ssrc,
-                rid: e.rid.clone(),
-                stats: ReceiveStats::default(),
-                rtx_ssrc: e.rtx_ssrc,
-                nack: NackGenerator::default(),
-            })
+            .map(|e| ProducerStream::new(e.ssrc, e.rid.clone(), e.rtx_ssrc))
             .collect();
         if streams.is_empty() {
             // Mid-only: one stream, SSRC learned from the first authenticated packet.
-            streams.push(ProducerStream {
-                ssrc: None,
-                rid: None,
-                stats: ReceiveStats::default(),
-                rtx_ssrc: None,
-                nack: NackGenerator::default(),
-            });
+            streams.push(ProducerStream::new(None, None, None));
         }
         let clock_rate = parameters.codecs.first().map_or(90_000, |c| c.clock_rate);
         let nack_enabled = parameters.codecs.iter().any(|c| c.has_feedback("nack", ""));
+        let mut codecs_by_payload_type = [Codec::Other; 128];
+        for c in &parameters.codecs {
+            if let Some(slot) = codecs_by_payload_type.get_mut(usize::from(c.payload_type)) {
+                *slot = Codec::from_mime_type(&c.mime_type);
+            }
+        }
         Self {
             nack_enabled,
+            codecs_by_payload_type,
             id,
             transport,
             router,
@@ -235,7 +262,6 @@ impl Producer {
             parameters,
             streams,
             consumers: Vec::new(),
-            keyframe_requests: KeyframeRequestThrottle::default(),
             clock_rate,
         }
     }
@@ -277,6 +303,19 @@ impl Producer {
             stream.ssrc = Some(ssrc);
         }
         Some(index)
+    }
+
+    /// The codec a media payload type carries.
+    pub fn codec(&self, payload_type: u8) -> Codec {
+        self.codecs_by_payload_type
+            .get(usize::from(payload_type))
+            .copied()
+            .unwrap_or(Codec::Other)
+    }
+
+    /// Whether the producer has several streams to choose from (simulcast).
+    pub fn is_simulcast(&self) -> bool {
+        self.streams.len() > 1
     }
 
     /// The media payload type an RTX payload type repairs.

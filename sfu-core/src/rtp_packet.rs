@@ -134,8 +134,10 @@ impl RtpHeader {
                         continue;
                     }
                     let id = b >> 4;
-                    if id == 15 {
-                        break; // reserved: stop processing (RFC 8285 §4.2)
+                    if id == 15 || id == 0 {
+                        // 15 is reserved (RFC 8285 §4.2: stop processing); 0 is padding only
+                        // as a whole zero byte, so a 0 id with a length is malformed.
+                        break;
                     }
                     (id, usize::from(b & 0x0f) + 1, i + 1)
                 }

@@ -73,6 +73,22 @@ impl SeqRewriter {
         (out, ((extended >> 16) as u32).wrapping_sub(1))
     }
 
+    /// Records that `input` is dropped on purpose (a temporal layer the subscriber does not
+    /// get, a packet of a layer being left): when it is the next packet of the line, later
+    /// inputs move down by one so the subscriber sees no gap. A dropped packet out of order
+    /// leaves a gap instead, never a collision with a sequence number already sent.
+    pub fn skip(&mut self, input: u16) {
+        if self.pending_rebase {
+            return;
+        }
+        let Some(highest) = self.highest_out else {
+            return;
+        };
+        if input.wrapping_add(self.offset) == (highest + 1) as u16 {
+            self.offset = self.offset.wrapping_sub(1);
+        }
+    }
+
     /// The highest output sequence number sent, if any.
     pub fn highest_out(&self) -> Option<u16> {
         self.highest_out.map(|h| h as u16)
@@ -175,6 +191,20 @@ mod tests {
         r.rebase();
         assert_eq!(r.rewrite(3).0, 9, "new source continues the line");
         assert_eq!(r.rewrite(4).0, 10);
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_when_in_order() {
+        let mut r = SeqRewriter::new(1000);
+        assert_eq!(r.rewrite(5).0, 1000);
+        r.skip(6);
+        r.skip(7);
+        assert_eq!(r.rewrite(8).0, 1001, "two dropped packets leave no hole");
+        assert_eq!(r.rewrite(9).0, 1002);
+        // Out of order (10 not yet seen): skipping 11 keeps a hole rather than risk a collision.
+        r.skip(11);
+        assert_eq!(r.rewrite(12).0, 1005);
+        assert_eq!(r.rewrite(10).0, 1003, "the late packet keeps its own slot");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! make anything here panic. Compiled for tests and with the `sim` feature only.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,7 @@ use rtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc_shared::TransportProtocol;
 
 use crate::dtls::Fingerprint;
-use crate::rtcp::{self, RtcpPart, RtcpReader};
+use crate::rtcp::{self, ReceptionReport, RtcpPart, RtcpReader};
 use crate::rtp_packet::RtpHeader;
 use crate::seq_manager::extend_sequence;
 use crate::srtp::{DtlsRole, SrtpContext, SrtpError, SrtpProfile};
@@ -226,8 +226,348 @@ pub struct ReceivedRtcp {
     pub firs: HashMap<u32, u64>,
     /// NACKs by media SSRC.
     pub nacks: HashMap<u32, u64>,
+    /// Every generic NACK, in arrival order, with the sequence numbers it names.
+    pub nack_requests: Vec<NackRequest>,
     /// Other packet types.
     pub other: u64,
+}
+
+/// One generic NACK (RFC 4585 §6.2.1) a [`SimPeer`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NackRequest {
+    /// When it arrived.
+    pub at: Instant,
+    /// Sender of the feedback.
+    pub sender_ssrc: u32,
+    /// The media source the packets are missing from.
+    pub media_ssrc: u32,
+    /// The sequence numbers it names, in FCI order.
+    pub sequences: Vec<u16>,
+}
+
+impl ReceivedRtcp {
+    /// Every sequence number NACKed for `media_ssrc`, in arrival order, repeats included.
+    pub fn nacked_sequences(&self, media_ssrc: u32) -> impl Iterator<Item = u16> + '_ {
+        self.nack_requests
+            .iter()
+            .filter(move |r| r.media_ssrc == media_ssrc)
+            .flat_map(|r| r.sequences.iter().copied())
+    }
+}
+
+/// How a [`SimPeer`] asks for the packets it misses on one stream, like a browser's receiver
+/// (libwebrtc's `NackRequester`): generic NACKs (RFC 4585) in a compound packet led by a
+/// receiver report, for a gap as soon as it is seen and then periodically, never twice
+/// within [`Self::rtt`], at most [`Self::max_retries`] times and not after [`Self::max_age`].
+/// Repairs are accepted on the media SSRC (a retransmission without RTX) or on the RTX
+/// stream (RFC 4588: the original sequence number leads the payload).
+#[derive(Debug, Clone)]
+pub struct NackConfig {
+    /// The media SSRC to watch (a consumer's SSRC).
+    pub media_ssrc: u32,
+    /// The RTX SSRC and payload type repairs arrive with, when RTX is negotiated.
+    pub rtx: Option<(u32, u8)>,
+    /// NACK newly missing packets at once, when the gap is seen.
+    pub nack_on_gap: bool,
+    /// Interval of the periodic NACK of packets still missing.
+    pub interval: Duration,
+    /// No packet is NACKed again sooner than this (the round-trip time the receiver assumes).
+    pub rtt: Duration,
+    /// NACKs per packet before giving up on it.
+    pub max_retries: u8,
+    /// A packet missing for longer than this is given up.
+    pub max_age: Duration,
+    /// Interval of standalone receiver reports (with LSR/DLSR, so that the sender can measure
+    /// the round-trip time); `None` sends reports only at the head of NACK packets.
+    pub report_interval: Option<Duration>,
+}
+
+impl NackConfig {
+    /// Browser-like defaults for `media_ssrc`: NACK on gap, then every 20 ms, at most 10 times
+    /// per packet, not within 100 ms of the last NACK, give up after 1 s; a report every second.
+    pub fn new(media_ssrc: u32, rtx: Option<(u32, u8)>) -> Self {
+        Self {
+            media_ssrc,
+            rtx,
+            nack_on_gap: true,
+            interval: Duration::from_millis(20),
+            rtt: Duration::from_millis(100),
+            max_retries: 10,
+            max_age: Duration::from_secs(1),
+            report_interval: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// What a [`SimPeer`]'s NACK generator saw and did (see [`NackConfig`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NackStats {
+    /// Packets received on the media SSRC in order (new highest sequence numbers).
+    pub media_packets: u64,
+    /// Packets received on the RTX SSRC with the RTX payload type.
+    pub rtx_packets: u64,
+    /// Sequence numbers found missing (gaps).
+    pub gaps: u64,
+    /// Missing packets filled by RTX.
+    pub recovered_rtx: u64,
+    /// Missing packets filled by a late packet on the media SSRC (a retransmission without
+    /// RTX, or reordering).
+    pub recovered_media: u64,
+    /// Packets (media or RTX) for a sequence number already received: the de-duplication count.
+    pub duplicates: u64,
+    /// Repairs of packets already given up or older than anything tracked.
+    pub late: u64,
+    /// RTX packets for a sequence number never seen missing (ahead of the highest received,
+    /// or before the first one), or too short to carry one.
+    pub unsolicited_rtx: u64,
+    /// Missing packets given up (retries or age exhausted).
+    pub given_up: u64,
+    /// RTCP compound packets with a NACK sent.
+    pub nack_packets: u64,
+    /// Sequence numbers requested, repeats included.
+    pub nack_items: u64,
+    /// Receiver reports sent (standalone or leading a NACK).
+    pub receiver_reports: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MissingPacket {
+    detected: Instant,
+    last_nack: Option<Instant>,
+    retries: u8,
+}
+
+/// Distinct received sequence numbers remembered below the highest, for de-duplication.
+const RECEIVED_MEMORY: u64 = 8192;
+/// A larger gap is not tracked packet by packet (a receiver would ask for a keyframe).
+const MAX_TRACKED_GAP: u64 = 1000;
+
+#[derive(Debug, Clone)]
+struct NackReceiver {
+    config: NackConfig,
+    highest: Option<u64>,
+    received: BTreeSet<u64>,
+    missing: BTreeMap<u64, MissingPacket>,
+    next_poll: Option<Instant>,
+    next_report: Option<Instant>,
+    stats: NackStats,
+}
+
+impl NackReceiver {
+    fn new(now: Instant, config: NackConfig) -> Self {
+        let next_report = config.report_interval.map(|i| now + i);
+        Self {
+            config,
+            highest: None,
+            received: BTreeSet::new(),
+            missing: BTreeMap::new(),
+            next_poll: None,
+            next_report,
+            stats: NackStats::default(),
+        }
+    }
+
+    /// Records a received packet; returns the sequence numbers to NACK at once.
+    fn on_rtp(&mut self, now: Instant, packet: &ReceivedRtp) -> Vec<u16> {
+        let is_rtx = self
+            .config
+            .rtx
+            .is_some_and(|(ssrc, pt)| packet.ssrc == ssrc && packet.payload_type == pt);
+        if is_rtx {
+            self.stats.rtx_packets += 1;
+            let osn = packet
+                .payload
+                .get(..2)
+                .and_then(|b| <[u8; 2]>::try_from(b).ok());
+            let (Some(highest), Some(osn)) = (self.highest, osn) else {
+                self.stats.unsolicited_rtx += 1;
+                return Vec::new();
+            };
+            let ext = extend_sequence(highest, u16::from_be_bytes(osn));
+            if ext > highest {
+                self.stats.unsolicited_rtx += 1;
+            } else if self.missing.remove(&ext).is_some() {
+                self.stats.recovered_rtx += 1;
+                self.received.insert(ext);
+            } else if self.received.contains(&ext) {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.late += 1;
+            }
+            return Vec::new();
+        }
+        if packet.ssrc != self.config.media_ssrc {
+            return Vec::new();
+        }
+        let Some(highest) = self.highest else {
+            let ext = 0x1_0000 | u64::from(packet.sequence_number);
+            self.highest = Some(ext);
+            self.received.insert(ext);
+            self.stats.media_packets += 1;
+            return Vec::new();
+        };
+        let ext = extend_sequence(highest, packet.sequence_number);
+        if ext <= highest {
+            if self.missing.remove(&ext).is_some() {
+                self.stats.recovered_media += 1;
+                self.received.insert(ext);
+            } else if self.received.contains(&ext) {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.late += 1;
+            }
+            return Vec::new();
+        }
+        self.highest = Some(ext);
+        self.received.insert(ext);
+        self.stats.media_packets += 1;
+        while self
+            .received
+            .first()
+            .is_some_and(|&f| f + RECEIVED_MEMORY < ext)
+        {
+            self.received.pop_first();
+        }
+        let gap = ext - highest - 1;
+        if gap == 0 || gap > MAX_TRACKED_GAP {
+            return Vec::new();
+        }
+        self.stats.gaps += gap;
+        let mut now_nacked = Vec::new();
+        for lost in highest + 1..ext {
+            let mut m = MissingPacket {
+                detected: now,
+                last_nack: None,
+                retries: 0,
+            };
+            if self.config.nack_on_gap {
+                m.last_nack = Some(now);
+                m.retries = 1;
+                now_nacked.push(lost as u16);
+            }
+            self.missing.insert(lost, m);
+        }
+        if self.next_poll.is_none() {
+            self.next_poll = Some(now + self.config.interval);
+        }
+        now_nacked
+    }
+
+    /// The sequence numbers to NACK now; gives up on the hopeless ones.
+    fn poll(&mut self, now: Instant) -> Vec<u16> {
+        let (max_age, max_retries, rtt) = (
+            self.config.max_age,
+            self.config.max_retries,
+            self.config.rtt,
+        );
+        let before = self.missing.len();
+        self.missing.retain(|_, m| {
+            now.saturating_duration_since(m.detected) <= max_age && m.retries < max_retries
+        });
+        self.stats.given_up += (before - self.missing.len()) as u64;
+        let mut out = Vec::new();
+        for (ext, m) in &mut self.missing {
+            if m.last_nack
+                .is_some_and(|t| now.saturating_duration_since(t) < rtt)
+            {
+                continue;
+            }
+            m.last_nack = Some(now);
+            m.retries += 1;
+            out.push(*ext as u16);
+        }
+        out
+    }
+
+    fn report_block(
+        &self,
+        now: Instant,
+        last_sr: Option<(u32, Instant)>,
+    ) -> Option<ReceptionReport> {
+        let highest = self.highest?;
+        let (lsr, dlsr) = match last_sr {
+            Some((lsr, at)) => (
+                lsr,
+                (now.saturating_duration_since(at).as_secs_f64() * 65_536.0) as u32,
+            ),
+            None => (0, 0),
+        };
+        Some(ReceptionReport {
+            ssrc: self.config.media_ssrc,
+            highest_sequence: (highest - 0x1_0000) as u32,
+            last_sender_report: lsr,
+            delay_since_last_sender_report: dlsr,
+            ..ReceptionReport::default()
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let poll = self.next_poll.filter(|_| !self.missing.is_empty());
+        [poll, self.next_report].into_iter().flatten().min()
+    }
+}
+
+/// How a [`SimPeer`] answers NACKs for a stream it sends, like a browser's sender: it keeps the
+/// last [`Self::history`] packets of [`Self::media_ssrc`] and repairs a NACKed one on the RTX
+/// stream (RFC 4588: RTX SSRC and payload type, its own sequence numbers, the original
+/// sequence number prepended to the payload, the original timestamp, marker and extensions).
+#[derive(Debug, Clone)]
+pub struct RtxConfig {
+    /// The media SSRC whose packets are kept.
+    pub media_ssrc: u32,
+    /// The RTX SSRC.
+    pub rtx_ssrc: u32,
+    /// `(media payload type, RTX payload type)` pairs.
+    pub payload_types: Vec<(u8, u8)>,
+    /// Packets kept.
+    pub history: usize,
+    /// Whether NACKs are answered automatically (otherwise only [`SimPeer::send_rtx`] repairs).
+    pub answer_nacks: bool,
+    /// The first RTX sequence number.
+    pub initial_sequence: u16,
+}
+
+impl RtxConfig {
+    /// Answers NACKs for `media_ssrc` on `rtx_ssrc`, one RTX payload type, 1024 packets of history.
+    pub fn new(media_ssrc: u32, rtx_ssrc: u32, media_pt: u8, rtx_pt: u8) -> Self {
+        Self {
+            media_ssrc,
+            rtx_ssrc,
+            payload_types: vec![(media_pt, rtx_pt)],
+            history: 1024,
+            answer_nacks: true,
+            initial_sequence: 1000,
+        }
+    }
+}
+
+/// What a [`SimPeer`]'s RTX sender did (see [`RtxConfig`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtxStats {
+    /// Sequence numbers NACKed for the media SSRC, repeats included.
+    pub nacked: u64,
+    /// RTX packets sent.
+    pub sent: u64,
+    /// Repairs asked for that the history no longer (or never) held.
+    pub unavailable: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SentPacket {
+    sequence_number: u16,
+    payload_type: u8,
+    timestamp: u32,
+    marker: bool,
+    extensions: Vec<(u8, Vec<u8>)>,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct RtxSender {
+    config: RtxConfig,
+    history: VecDeque<SentPacket>,
+    next_sequence: u16,
+    stats: RtxStats,
 }
 
 /// The peer's counters.
@@ -288,6 +628,10 @@ pub struct SimPeer {
     received_rtp: Vec<ReceivedRtp>,
     received_rtcp: ReceivedRtcp,
     stats: SimPeerStats,
+    nack_receiver: Option<NackReceiver>,
+    rtx_sender: Option<RtxSender>,
+    /// Middle 32 bits of the NTP time of the last sender report per SSRC, and its arrival.
+    last_sender_reports: HashMap<u32, (u32, Instant)>,
 }
 
 impl std::fmt::Debug for SimPeer {
@@ -358,6 +702,9 @@ impl SimPeer {
             received_rtp: Vec::new(),
             received_rtcp: ReceivedRtcp::default(),
             stats: SimPeerStats::default(),
+            nack_receiver: None,
+            rtx_sender: None,
+            last_sender_reports: HashMap::new(),
         })
     }
 
@@ -612,7 +959,11 @@ impl SimPeer {
             }
             _ => None,
         };
-        [self.next_check, dtls].into_iter().flatten().min()
+        let nack = self
+            .nack_receiver
+            .as_ref()
+            .and_then(NackReceiver::poll_timeout);
+        [self.next_check, dtls, nack].into_iter().flatten().min()
     }
 
     /// Advances timers: check retransmission, consent checks, DTLS retransmission.
@@ -630,6 +981,7 @@ impl SimPeer {
             self.dtls_state = SimDtlsState::Failed(e.to_string());
         }
         self.drain_dtls();
+        self.nack_timeout(now);
     }
 
     /// Feeds one received datagram (the network delivers only what is addressed to
@@ -748,7 +1100,9 @@ impl SimPeer {
                 self.stats.srtcp_errors += 1;
                 return;
             }
-            self.record_rtcp(&buf);
+            let first_new = self.received_rtcp.nack_requests.len();
+            self.record_rtcp(now, &buf);
+            self.answer_nacks(now, first_new);
             return;
         }
         let Ok(header) = RtpHeader::parse(&buf) else {
@@ -779,14 +1133,28 @@ impl SimPeer {
             extensions,
             payload: buf.get(start..end).unwrap_or(&[]).to_vec(),
         });
+        let nack_now = match (self.nack_receiver.as_mut(), self.received_rtp.last()) {
+            (Some(receiver), Some(packet)) => receiver.on_rtp(now, packet),
+            _ => Vec::new(),
+        };
+        if !nack_now.is_empty() {
+            self.send_feedback(now, &nack_now);
+        }
     }
 
-    fn record_rtcp(&mut self, buf: &[u8]) {
+    fn record_rtcp(&mut self, now: Instant, buf: &[u8]) {
         let r = &mut self.received_rtcp;
         r.packets += 1;
         for part in RtcpReader::new(buf).flatten() {
             match part {
-                RtcpPart::SenderReport { ssrc, reports, .. } => {
+                RtcpPart::SenderReport {
+                    ssrc,
+                    ntp_time,
+                    reports,
+                    ..
+                } => {
+                    self.last_sender_reports
+                        .insert(ssrc, ((ntp_time >> 16) as u32, now));
                     *r.sender_reports.entry(ssrc).or_default() += 1;
                     for block in rtcp::reception_reports(reports) {
                         *r.report_blocks.entry(block.ssrc).or_default() += 1;
@@ -804,7 +1172,19 @@ impl SimPeer {
                         *r.firs.entry(ssrc).or_default() += 1;
                     }
                 }
-                RtcpPart::Nack { media_ssrc, .. } => *r.nacks.entry(media_ssrc).or_default() += 1,
+                RtcpPart::Nack {
+                    sender_ssrc,
+                    media_ssrc,
+                    fci,
+                } => {
+                    *r.nacks.entry(media_ssrc).or_default() += 1;
+                    r.nack_requests.push(NackRequest {
+                        at: now,
+                        sender_ssrc,
+                        media_ssrc,
+                        sequences: rtcp::nacked_sequences(fci).collect(),
+                    });
+                }
                 RtcpPart::Other { .. } => r.other += 1,
             }
         }
@@ -846,6 +1226,23 @@ impl SimPeer {
         let highest = self.sent_index.entry(ssrc).or_insert(index);
         if index > *highest {
             *highest = index;
+        }
+        if let Some(rtx) = self
+            .rtx_sender
+            .as_mut()
+            .filter(|r| r.config.media_ssrc == ssrc)
+        {
+            if rtx.history.len() >= rtx.config.history.max(1) {
+                rtx.history.pop_front();
+            }
+            rtx.history.push_back(SentPacket {
+                sequence_number,
+                payload_type,
+                timestamp,
+                marker,
+                extensions: extensions.iter().map(|(id, v)| (*id, v.to_vec())).collect(),
+                payload: payload.to_vec(),
+            });
         }
         Ok(packet)
     }
@@ -922,6 +1319,174 @@ impl SimPeer {
             .get(&media_ssrc)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Sends a generic NACK for `lost` (ascending, modulo wrap) of `media_ssrc`, in a compound
+    /// packet led by an empty receiver report.
+    pub fn send_nack(
+        &mut self,
+        now: Instant,
+        media_ssrc: u32,
+        lost: &[u16],
+    ) -> Result<(), SimPeerError> {
+        let mut buf = Vec::new();
+        rtcp::write_receiver_report(&mut buf, self.config.rtcp_ssrc, &[]);
+        rtcp::write_nack(&mut buf, self.config.rtcp_ssrc, media_ssrc, lost);
+        self.send_rtcp(now, &buf)
+    }
+
+    /// Starts asking for the packets missing on a stream (see [`NackConfig`]); replaces an
+    /// earlier configuration and its state.
+    pub fn enable_nack(&mut self, now: Instant, config: NackConfig) {
+        self.nack_receiver = Some(NackReceiver::new(now, config));
+    }
+
+    /// The NACK generator's counters, once [`Self::enable_nack`] was called.
+    pub fn nack_stats(&self) -> Option<NackStats> {
+        self.nack_receiver.as_ref().map(|n| n.stats)
+    }
+
+    /// Sequence numbers the NACK generator still waits for (given-up ones are not included).
+    pub fn missing_sequences(&self) -> Vec<u16> {
+        self.nack_receiver
+            .as_ref()
+            .map(|n| n.missing.keys().map(|&e| e as u16).collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts keeping sent packets of a stream and repairing them on RTX (see [`RtxConfig`]);
+    /// replaces an earlier configuration and its history.
+    pub fn enable_rtx(&mut self, config: RtxConfig) {
+        self.rtx_sender = Some(RtxSender {
+            next_sequence: config.initial_sequence,
+            config,
+            history: VecDeque::new(),
+            stats: RtxStats::default(),
+        });
+    }
+
+    /// The RTX sender's counters, once [`Self::enable_rtx`] was called.
+    pub fn rtx_stats(&self) -> Option<RtxStats> {
+        self.rtx_sender.as_ref().map(|r| r.stats)
+    }
+
+    /// Sends the packet first sent as `sequence_number` again, on the RTX stream, now (each
+    /// call a new RTX packet, so calling it twice makes a duplicate repair). Returns whether the
+    /// history still held it.
+    pub fn send_rtx(&mut self, now: Instant, sequence_number: u16) -> Result<bool, SimPeerError> {
+        let Some(rtx) = self.rtx_sender.as_mut() else {
+            return Ok(false);
+        };
+        let Some(original) = rtx
+            .history
+            .iter()
+            .rev()
+            .find(|p| p.sequence_number == sequence_number)
+            .cloned()
+        else {
+            rtx.stats.unavailable += 1;
+            return Ok(false);
+        };
+        let Some(&(_, rtx_pt)) = rtx
+            .config
+            .payload_types
+            .iter()
+            .find(|(media, _)| *media == original.payload_type)
+        else {
+            rtx.stats.unavailable += 1;
+            return Ok(false);
+        };
+        let rtx_ssrc = rtx.config.rtx_ssrc;
+        let rtx_seq = rtx.next_sequence;
+        rtx.next_sequence = rtx.next_sequence.wrapping_add(1);
+        rtx.stats.sent += 1;
+        let mut payload = Vec::with_capacity(original.payload.len() + 2);
+        payload.extend_from_slice(&sequence_number.to_be_bytes());
+        payload.extend_from_slice(&original.payload);
+        let extensions: Vec<(u8, &[u8])> = original
+            .extensions
+            .iter()
+            .map(|(id, v)| (*id, v.as_slice()))
+            .collect();
+        self.send_rtp(
+            now,
+            rtx_ssrc,
+            rtx_pt,
+            rtx_seq,
+            original.timestamp,
+            original.marker,
+            &extensions,
+            &payload,
+        )?;
+        Ok(true)
+    }
+
+    /// Answers the NACKs recorded from index `first_new` on, if the RTX sender is on.
+    fn answer_nacks(&mut self, now: Instant, first_new: usize) {
+        let Some(rtx) = self.rtx_sender.as_mut() else {
+            return;
+        };
+        let media_ssrc = rtx.config.media_ssrc;
+        let wanted: Vec<u16> = self
+            .received_rtcp
+            .nack_requests
+            .get(first_new..)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|r| r.media_ssrc == media_ssrc)
+            .flat_map(|r| r.sequences.iter().copied())
+            .collect();
+        rtx.stats.nacked += wanted.len() as u64;
+        if !rtx.config.answer_nacks {
+            return;
+        }
+        for seq in wanted {
+            // Only fails before keys exist; the NACK could not have arrived then.
+            let _ = self.send_rtx(now, seq);
+        }
+    }
+
+    /// Sends a receiver report about the watched stream, with a NACK for `lost` if any.
+    fn send_feedback(&mut self, now: Instant, lost: &[u16]) {
+        let rtcp_ssrc = self.config.rtcp_ssrc;
+        let Some(receiver) = self.nack_receiver.as_mut() else {
+            return;
+        };
+        let media_ssrc = receiver.config.media_ssrc;
+        let last_sr = self.last_sender_reports.get(&media_ssrc).copied();
+        let block = receiver.report_block(now, last_sr);
+        let mut buf = Vec::new();
+        rtcp::write_receiver_report(&mut buf, rtcp_ssrc, block.as_slice());
+        receiver.stats.receiver_reports += 1;
+        if !lost.is_empty() {
+            rtcp::write_nack(&mut buf, rtcp_ssrc, media_ssrc, lost);
+            receiver.stats.nack_packets += 1;
+            receiver.stats.nack_items += lost.len() as u64;
+        }
+        // Only fails before keys exist.
+        let _ = self.send_rtcp(now, &buf);
+    }
+
+    fn nack_timeout(&mut self, now: Instant) {
+        let Some(receiver) = self.nack_receiver.as_mut() else {
+            return;
+        };
+        let mut lost = Vec::new();
+        let mut report = false;
+        if receiver.next_poll.is_some_and(|t| now >= t) {
+            lost = receiver.poll(now);
+            receiver.next_poll =
+                (!receiver.missing.is_empty()).then(|| now + receiver.config.interval);
+        }
+        if let (Some(at), Some(interval)) = (receiver.next_report, receiver.config.report_interval)
+            && now >= at
+        {
+            receiver.next_report = Some(now + interval);
+            report = true;
+        }
+        if (report || !lost.is_empty()) && self.srtp_out.is_some() {
+            self.send_feedback(now, &lost);
+        }
     }
 
     /// Forgets received RTP and RTCP (counters in [`Self::stats`] stay).
@@ -1045,6 +1610,25 @@ pub struct SimNetwork {
     stats: NetworkStats,
     sent_to: HashMap<SocketAddr, u64>,
     filter: Option<DropFilter>,
+    link_loss: Vec<LinkLoss>,
+    latency: Duration,
+    /// Delayed datagrams by arrival time (and order of sending, to keep FIFO per instant).
+    in_flight: BTreeMap<(Instant, u64), InFlight>,
+    flights: u64,
+}
+
+/// Random loss on the datagrams of one direction of one link.
+struct LinkLoss {
+    from: Option<SocketAddr>,
+    to: Option<SocketAddr>,
+    probability: f64,
+    rng: SimRng,
+}
+
+struct InFlight {
+    from: SocketAddr,
+    to: SocketAddr,
+    data: Vec<u8>,
 }
 
 /// Deliveries in one [`SimNetwork::deliver`] before it gives up (a ping-pong that never ends).
@@ -1078,6 +1662,10 @@ impl SimNetwork {
             stats: NetworkStats::default(),
             sent_to: HashMap::new(),
             filter: None,
+            link_loss: Vec::new(),
+            latency: Duration::ZERO,
+            in_flight: BTreeMap::new(),
+            flights: 0,
         }
     }
 
@@ -1087,8 +1675,42 @@ impl SimNetwork {
         self.rng = SimRng::new(seed);
     }
 
+    /// Also loses each datagram sent by `from` (any sender when `None`) to `to` (any
+    /// destination when `None`) with `probability`, drawn from its own generator seeded by
+    /// `seed`: loss on one leg only (e.g. from the worker to one subscriber). Rules add up.
+    pub fn add_link_loss(
+        &mut self,
+        from: Option<SocketAddr>,
+        to: Option<SocketAddr>,
+        probability: f64,
+        seed: u64,
+    ) {
+        self.link_loss.push(LinkLoss {
+            from,
+            to,
+            probability: probability.clamp(0.0, 1.0),
+            rng: SimRng::new(seed),
+        });
+    }
+
+    /// Removes every [`Self::add_link_loss`] rule.
+    pub fn clear_link_loss(&mut self) {
+        self.link_loss.clear();
+    }
+
+    /// Delays every datagram sent from now on by `latency` (one way; zero, the default,
+    /// delivers at once). The round-trip time between a peer and the worker is twice this.
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
+    /// Datagrams sent and not yet arrived (with a latency set).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
     /// Drops every datagram `filter` returns `true` for (counted as lost), in addition to
-    /// random loss; `None` removes the filter.
+    /// random loss; `None` removes the filter. The filter sees every datagram, when it is sent.
     pub fn set_drop_filter(&mut self, filter: Option<DropFilter>) {
         self.filter = filter;
     }
@@ -1226,7 +1848,51 @@ impl SimNetwork {
             self.stats.lost += 1;
             return true;
         }
-        false
+        let mut lost = false;
+        for rule in &mut self.link_loss {
+            if rule.from.is_none_or(|a| a == datagram.from)
+                && rule.to.is_none_or(|a| a == datagram.to)
+                && rule.probability > 0.0
+                && rule.rng.next_f64() < rule.probability
+            {
+                lost = true;
+            }
+        }
+        if lost {
+            self.stats.lost += 1;
+        }
+        lost
+    }
+
+    /// Delivers a datagram that has arrived at `to`.
+    fn arrive(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let now = self.now;
+        if to == self.worker_addr {
+            self.stats.to_worker += 1;
+            self.worker.handle_datagram(now, from, BytesMut::from(data));
+        } else if let Some(peer) = self.peers.iter_mut().find(|p| p.addr() == to) {
+            self.stats.to_peers += 1;
+            peer.handle_datagram(now, data);
+        } else {
+            self.stats.undeliverable += 1;
+        }
+    }
+
+    /// Delivers a datagram that survived loss: at once, or after the latency.
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        if self.latency.is_zero() {
+            self.arrive(from, to, data);
+        } else {
+            self.flights += 1;
+            self.in_flight.insert(
+                (self.now + self.latency, self.flights),
+                InFlight {
+                    from,
+                    to,
+                    data: data.to_vec(),
+                },
+            );
+        }
     }
 
     /// Hands `data` to the worker as if it came from `source`, now (no loss applied).
@@ -1243,6 +1909,14 @@ impl SimNetwork {
     pub fn deliver_round(&mut self) -> usize {
         let mut moved = 0;
         let now = self.now;
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let f = entry.remove();
+            moved += 1;
+            self.arrive(f.from, f.to, &f.data);
+        }
         while let Some(t) = self.worker.poll_transmit() {
             moved += 1;
             *self.sent_to.entry(t.destination).or_default() += 1;
@@ -1252,13 +1926,8 @@ impl SimNetwork {
                 data: &t.contents,
             };
             if !self.lose(&datagram) {
-                match self.peers.iter_mut().find(|p| p.addr() == t.destination) {
-                    Some(peer) => {
-                        self.stats.to_peers += 1;
-                        peer.handle_datagram(now, &t.contents);
-                    }
-                    None => self.stats.undeliverable += 1,
-                }
+                let from = self.worker_addr;
+                self.send(from, t.destination, &t.contents);
             }
             self.worker.recycle(t.contents);
         }
@@ -1278,16 +1947,7 @@ impl SimNetwork {
             }) {
                 continue;
             }
-            if dest == self.worker_addr {
-                self.stats.to_worker += 1;
-                self.worker
-                    .handle_datagram(now, source, BytesMut::from(data.as_slice()));
-            } else if let Some(peer) = self.peers.iter_mut().find(|p| p.addr() == dest) {
-                self.stats.to_peers += 1;
-                peer.handle_datagram(now, &data);
-            } else {
-                self.stats.undeliverable += 1;
-            }
+            self.send(source, dest, &data);
         }
         self.collect_events();
         moved
@@ -1306,10 +1966,16 @@ impl SimNetwork {
         total
     }
 
-    /// The earliest deadline of the worker and the peers.
+    /// The earliest deadline of the worker and the peers, or arrival of a delayed datagram.
     pub fn next_timeout(&self) -> Option<Instant> {
         let peers = self.peers.iter().filter_map(SimPeer::poll_timeout);
-        self.worker.poll_timeout().into_iter().chain(peers).min()
+        let arrival = self.in_flight.keys().next().map(|(at, _)| *at);
+        self.worker
+            .poll_timeout()
+            .into_iter()
+            .chain(peers)
+            .chain(arrival)
+            .min()
     }
 
     fn fire_timeouts(&mut self) {

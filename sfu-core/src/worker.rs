@@ -18,7 +18,8 @@ use bytes::BytesMut;
 use rand::Rng;
 
 use crate::buffer_pool::BufferPool;
-use crate::consumer::Consumer;
+use crate::codecs::{self, Codec};
+use crate::consumer::{Consumer, ConsumerPreferences};
 use crate::drops::{DropCounters, DropReason};
 use crate::dtls::{DtlsCertificate, DtlsError, DtlsEvent, Fingerprint};
 use crate::ice_lite::{IceCredentials, IceDrop, IceEvent, IceLiteAgent};
@@ -38,6 +39,8 @@ use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 
 /// Datagrams larger than this are dropped before parsing.
 pub const MAX_DATAGRAM: usize = 1500;
+/// How often simulcast consumers' layers are re-evaluated (streams that started or stopped).
+const LAYER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// How often lost incoming packets are NACKed.
 const NACK_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Round-trip time assumed toward publishers (their reports do not tell us ours).
@@ -170,6 +173,7 @@ pub struct Worker {
     next_nack_poll: Instant,
     nack_scratch: Vec<u16>,
     next_tuple_prune: Instant,
+    next_layer_check: Instant,
 }
 
 impl Worker {
@@ -195,6 +199,7 @@ impl Worker {
             started_wall: wall,
             next_nack_poll: now,
             next_tuple_prune: now,
+            next_layer_check: now,
             nack_scratch: Vec::new(),
         })
     }
@@ -481,8 +486,8 @@ impl Worker {
             p.consumers.push(id);
         }
         self.consumers.insert(id, consumer);
-        // A new subscriber needs a keyframe to start decoding.
-        self.request_keyframe(now, producer);
+        // A new subscriber needs a stream chosen and a keyframe to start decoding.
+        self.update_layers(now, producer);
         Ok((id, parameters))
     }
 
@@ -520,25 +525,110 @@ impl Worker {
             .get_mut(&id)
             .ok_or(WorkerError::UnknownConsumer(id))?;
         let was = std::mem::replace(&mut c.paused, paused);
+        let c_is_single_stream =
+            c.awaited_stream().is_none() && c.current_stream() == Some(0) && !c.has_selector();
         if was && !paused {
             c.rebase();
             let producer = c.producer;
-            self.request_keyframe(now, producer);
+            c.set_target_stream(None);
+            self.update_layers(now, producer);
+            if c_is_single_stream {
+                self.request_keyframe(now, producer);
+            }
         }
         Ok(())
     }
 
-    /// Asks the publisher of `producer` for a keyframe, throttled.
-    pub fn request_keyframe(&mut self, now: Instant, producer: ProducerId) {
-        let Some(p) = self.producers.get_mut(&producer) else {
+    /// Sets what a subscriber wants of a video consumer (simulcast stream, temporal layer or
+    /// display height) and re-chooses its stream.
+    pub fn set_consumer_preferences(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        preferences: ConsumerPreferences,
+    ) -> Result<(), WorkerError> {
+        let c = self
+            .consumers
+            .get_mut(&id)
+            .ok_or(WorkerError::UnknownConsumer(id))?;
+        c.set_preferences(preferences);
+        let producer = c.producer;
+        self.update_layers(now, producer);
+        Ok(())
+    }
+
+    /// Re-chooses the stream of every consumer of `producer` (streams started or stopped,
+    /// preferences changed) and asks for the keyframes the switches need.
+    fn update_layers(&mut self, now: Instant, producer: ProducerId) {
+        let Some(p) = self.producers.get(&producer) else {
             return;
         };
-        if p.kind == crate::MediaKind::Video && p.keyframe_requests.request(now) {
-            self.send_pli(producer);
+        let mut wanted: Vec<usize> = Vec::new();
+        for cid in &p.consumers {
+            let Some(c) = self.consumers.get_mut(cid) else {
+                continue;
+            };
+            if c.paused {
+                continue;
+            }
+            let stream = c.choose_stream(&p.streams, now);
+            if c.set_target_stream(stream)
+                && let Some(s) = stream
+                && !wanted.contains(&s)
+            {
+                wanted.push(s);
+            }
+        }
+        for s in wanted {
+            self.request_stream_keyframe(now, producer, Some(s));
         }
     }
 
-    fn send_pli(&mut self, producer: ProducerId) {
+    /// The stream a consumer forwards now, if any (for stats and tests).
+    pub fn consumer_stream(&self, id: ConsumerId) -> Option<usize> {
+        self.consumers.get(&id).and_then(Consumer::current_stream)
+    }
+
+    /// Asks the publisher of `producer` for a keyframe of every stream, throttled per stream.
+    pub fn request_keyframe(&mut self, now: Instant, producer: ProducerId) {
+        self.request_stream_keyframe(now, producer, None);
+    }
+
+    /// Asks for a keyframe of one stream (`Some(index)`) or of all (`None`), throttled per
+    /// stream: many subscribers asking at once reach the publisher at most twice a second.
+    pub fn request_stream_keyframe(
+        &mut self,
+        now: Instant,
+        producer: ProducerId,
+        stream: Option<usize>,
+    ) {
+        let Some(p) = self.producers.get_mut(&producer) else {
+            return;
+        };
+        if p.kind != crate::MediaKind::Video {
+            return;
+        }
+        let mut ssrcs = [0u32; 8];
+        let mut n = 0;
+        for (i, s) in p.streams.iter_mut().enumerate() {
+            if stream.is_some_and(|x| x != i) {
+                continue;
+            }
+            if let Some(ssrc) = s.ssrc
+                && s.keyframe_requests.request(now)
+                && let Some(slot) = ssrcs.get_mut(n)
+            {
+                *slot = ssrc;
+                n += 1;
+            }
+        }
+        self.send_plis(producer, ssrcs.get(..n).unwrap_or(&[]));
+    }
+
+    fn send_plis(&mut self, producer: ProducerId, ssrcs: &[u32]) {
+        if ssrcs.is_empty() {
+            return;
+        }
         let Some(p) = self.producers.get(&producer) else {
             return;
         };
@@ -546,12 +636,8 @@ impl Worker {
             return;
         };
         let mut buf = self.pool.take();
-        for ssrc in p.known_ssrcs() {
-            rtcp::write_pli(&mut buf, t.rtcp_ssrc, ssrc);
-        }
-        if buf.is_empty() {
-            self.pool.give_back(buf);
-            return;
+        for ssrc in ssrcs {
+            rtcp::write_pli(&mut buf, t.rtcp_ssrc, *ssrc);
         }
         send_rtcp(t, buf, &mut self.transmits, &mut self.pool);
     }
@@ -581,11 +667,21 @@ impl Worker {
                 (!t.is_connected()).then_some(t.connect_deadline),
             ]
         });
-        let producers = self
+        let keyframes = self
             .producers
             .values()
-            .map(|p| p.keyframe_requests.next_due());
-        transports.chain(producers).flatten().min()
+            .flat_map(|p| p.streams.iter().map(|s| s.keyframe_requests.next_due()));
+        let losses = self
+            .producers
+            .values()
+            .any(|p| p.streams.iter().any(|s| s.nack.missing() > 0))
+            .then_some(self.next_nack_poll);
+        let layers = (!self.consumers.is_empty()).then_some(self.next_layer_check);
+        transports
+            .chain(keyframes)
+            .chain([losses, layers])
+            .flatten()
+            .min()
     }
 
     /// Advances timers: ICE consent, DTLS retransmission, RTCP reports, deferred keyframe requests.
@@ -628,13 +724,25 @@ impl Worker {
             self.next_nack_poll = now + NACK_POLL_INTERVAL;
             self.send_nacks(now);
         }
-        let due: Vec<ProducerId> = self
-            .producers
-            .values_mut()
-            .filter_map(|p| p.keyframe_requests.poll(now).then_some(p.id))
-            .collect();
-        for p in due {
-            self.send_pli(p);
+        if now >= self.next_layer_check {
+            self.next_layer_check = now + LAYER_CHECK_INTERVAL;
+            let producers: Vec<ProducerId> = self.producers.keys().copied().collect();
+            for p in producers {
+                self.update_layers(now, p);
+            }
+        }
+        let mut due: Vec<(ProducerId, u32)> = Vec::new();
+        for p in self.producers.values_mut() {
+            for s in &mut p.streams {
+                if let Some(ssrc) = s.ssrc
+                    && s.keyframe_requests.poll(now)
+                {
+                    due.push((p.id, ssrc));
+                }
+            }
+        }
+        for (p, ssrc) in due {
+            self.send_plis(p, &[ssrc]);
         }
     }
 
@@ -735,12 +843,12 @@ impl Worker {
                         // Producers on this transport may have consumers already waiting.
                         let producers = t.producers.clone();
                         for p in producers {
-                            if let Some(p) = self.producers.get_mut(&p)
-                                && !p.consumers.is_empty()
-                                && p.keyframe_requests.request(now)
+                            if self
+                                .producers
+                                .get(&p)
+                                .is_some_and(|p| !p.consumers.is_empty())
                             {
-                                let pid = p.id;
-                                self.send_pli(pid);
+                                self.request_keyframe(now, p);
                             }
                         }
                     }
@@ -987,8 +1095,27 @@ impl Worker {
             clock,
             payload_end - payload_start,
         );
+        let was_active = stream.is_active(now);
+        stream.last_packet_at = Some(now);
+        let stream_index = binding.stream;
         let packet = data.freeze();
         let payload = packet.get(payload_start..payload_end).unwrap_or(&[]);
+        // Read the payload once for every consumer: keyframes, temporal layers.
+        let codec = producer
+            .codecs_by_payload_type
+            .get(usize::from(header.payload_type))
+            .copied()
+            .unwrap_or(Codec::Other);
+        let info = codec
+            .is_video()
+            .then(|| codecs::describe(codec, payload))
+            .flatten();
+        if info.is_some_and(|i| i.keyframe)
+            && codec == Codec::Vp8
+            && let Some(size) = codecs::vp8::keyframe_size(payload)
+        {
+            stream.resolution = Some((size.width, size.height));
+        }
         // Fan out: the one copy per subscriber (its own header and keys).
         for cid in &producer.consumers {
             let Some(consumer) = self.consumers.get_mut(cid) else {
@@ -1008,9 +1135,15 @@ impl Worker {
                 continue;
             }
             let mut buf = self.pool.take();
-            let Some((header_len, roc)) =
-                consumer.write_packet(now, &header, &packet, payload, &mut buf)
-            else {
+            let Some((header_len, roc)) = consumer.write_packet(
+                now,
+                stream_index,
+                info.as_ref(),
+                &header,
+                &packet,
+                payload,
+                &mut buf,
+            ) else {
                 self.pool.give_back(buf);
                 continue;
             };
@@ -1026,7 +1159,16 @@ impl Worker {
             });
         }
         if need_keyframe {
-            self.request_keyframe(now, binding.producer);
+            self.request_stream_keyframe(now, binding.producer, Some(binding.stream));
+        }
+        if !was_active
+            && self
+                .producers
+                .get(&binding.producer)
+                .is_some_and(Producer::is_simulcast)
+        {
+            // A stream (re)started: some consumers may want it.
+            self.update_layers(now, binding.producer);
         }
     }
 
@@ -1079,7 +1221,7 @@ impl Worker {
                         .get(&media_ssrc)
                         .and_then(|c| self.consumers.get(c))
                     {
-                        keyframes.push(c.producer);
+                        keyframes.push((c.producer, c.awaited_stream().or(c.current_stream())));
                     }
                 }
                 RtcpPart::Fir { entries, .. } => {
@@ -1089,7 +1231,7 @@ impl Worker {
                             .get(&ssrc)
                             .and_then(|c| self.consumers.get(c))
                         {
-                            keyframes.push(c.producer);
+                            keyframes.push((c.producer, c.awaited_stream().or(c.current_stream())));
                         }
                     }
                 }
@@ -1112,8 +1254,8 @@ impl Worker {
         for (consumer, sequences) in nacks {
             self.retransmit(now, id, consumer, &sequences);
         }
-        for p in keyframes {
-            self.request_keyframe(now, p);
+        for (producer, stream) in keyframes {
+            self.request_stream_keyframe(now, producer, stream);
         }
     }
 
