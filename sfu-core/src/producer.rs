@@ -224,6 +224,8 @@ pub struct Producer {
     pub clock_rate: u32,
     /// Whether the publisher negotiated NACK (so losses on the way in are asked for).
     pub nack_enabled: bool,
+    /// The id of the RFC 6464 audio-level extension, if negotiated.
+    pub audio_level_extension: Option<u8>,
 }
 
 impl Producer {
@@ -252,7 +254,10 @@ impl Producer {
                 *slot = Codec::from_mime_type(&c.mime_type);
             }
         }
+        let audio_level_extension =
+            parameters.extension_id(crate::rtp_parameters::extension_uri::AUDIO_LEVEL);
         Self {
+            audio_level_extension,
             nack_enabled,
             codecs_by_payload_type,
             id,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use rand::Rng;
 
+use crate::active_speaker::{ActiveSpeakerDetector, parse_audio_level};
 use crate::buffer_pool::BufferPool;
 use crate::codecs::{self, Codec};
 use crate::consumer::{Consumer, ConsumerPreferences};
@@ -117,6 +118,13 @@ pub enum WorkerEvent {
         /// Why.
         reason: CloseReason,
     },
+    /// The dominant speaker of a room changed (`None`: nobody is speaking).
+    ActiveSpeakerChanged {
+        /// The room.
+        router: RouterId,
+        /// The audio producer now speaking.
+        producer: Option<ProducerId>,
+    },
     /// A consumer was closed because its producer went away.
     ConsumerClosed {
         /// The consumer.
@@ -174,6 +182,7 @@ pub struct Worker {
     nack_scratch: Vec<u16>,
     next_tuple_prune: Instant,
     next_layer_check: Instant,
+    speakers: HashMap<RouterId, ActiveSpeakerDetector<ProducerId>>,
 }
 
 impl Worker {
@@ -200,6 +209,7 @@ impl Worker {
             next_nack_poll: now,
             next_tuple_prune: now,
             next_layer_check: now,
+            speakers: HashMap::new(),
             nack_scratch: Vec::new(),
         })
     }
@@ -412,6 +422,9 @@ impl Worker {
         let Some(p) = self.producers.remove(&id) else {
             return;
         };
+        if let Some(d) = self.speakers.get_mut(&p.router) {
+            d.remove(id);
+        }
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|x| *x != id);
             t.ssrc_bindings.retain(|_, b| b.producer != id);
@@ -677,9 +690,14 @@ impl Worker {
             .any(|p| p.streams.iter().any(|s| s.nack.missing() > 0))
             .then_some(self.next_nack_poll);
         let layers = (!self.consumers.is_empty()).then_some(self.next_layer_check);
+        let speakers = self
+            .speakers
+            .values()
+            .filter_map(ActiveSpeakerDetector::poll_timeout)
+            .min();
         transports
             .chain(keyframes)
-            .chain([losses, layers])
+            .chain([losses, layers, speakers])
             .flatten()
             .min()
     }
@@ -723,6 +741,14 @@ impl Worker {
         if now >= self.next_nack_poll {
             self.next_nack_poll = now + NACK_POLL_INTERVAL;
             self.send_nacks(now);
+        }
+        for (router, detector) in &mut self.speakers {
+            if let Some(change) = detector.poll(now) {
+                self.events.push_back(WorkerEvent::ActiveSpeakerChanged {
+                    router: *router,
+                    producer: change.speaker,
+                });
+            }
         }
         if now >= self.next_layer_check {
             self.next_layer_check = now + LAYER_CHECK_INTERVAL;
@@ -1095,6 +1121,17 @@ impl Worker {
             clock,
             payload_end - payload_start,
         );
+        if producer.kind == crate::MediaKind::Audio
+            && let Some(level) = producer
+                .audio_level_extension
+                .and_then(|id| header.extension(&data, id))
+                .and_then(parse_audio_level)
+        {
+            self.speakers
+                .entry(producer.router)
+                .or_default()
+                .record(now, producer.id, level);
+        }
         let was_active = stream.is_active(now);
         stream.last_packet_at = Some(now);
         let stream_index = binding.stream;

@@ -65,6 +65,26 @@ pub enum ClientMessage {
         /// Track id.
         track: String,
     },
+    /// What you want of a track you receive: a simulcast layer, a temporal layer, the size it
+    /// is shown at, or to pause it.
+    SetSubscription {
+        /// Request id.
+        id: RequestId,
+        /// Track id.
+        track: String,
+        /// Highest simulcast layer (0 = lowest).
+        #[serde(default)]
+        max_spatial: Option<usize>,
+        /// Highest temporal layer.
+        #[serde(default)]
+        max_temporal: Option<u8>,
+        /// Height the video is shown at, in pixels.
+        #[serde(default)]
+        max_height: Option<u16>,
+        /// Stop (true) or resume (false) receiving it.
+        #[serde(default)]
+        paused: Option<bool>,
+    },
     /// Leave the room.
     Leave {
         /// Request id.
@@ -86,6 +106,7 @@ impl ClientMessage {
             | ClientMessage::SubscribeAnswer { id, .. }
             | ClientMessage::Mute { id, .. }
             | ClientMessage::Unpublish { id, .. }
+            | ClientMessage::SetSubscription { id, .. }
             | ClientMessage::Leave { id }
             | ClientMessage::Ping { id } => id,
         }
@@ -229,6 +250,11 @@ pub enum ServerMessage {
         /// New state.
         muted: bool,
     },
+    /// The dominant speaker changed (`None`: nobody is speaking).
+    ActiveSpeaker {
+        /// The speaking participant's sid.
+        participant: Option<String>,
+    },
     /// Success with nothing to return.
     Ok {
         /// Request id.
@@ -369,6 +395,7 @@ const KNOWN_TYPES: &[&str] = &[
     "subscribe_answer",
     "mute",
     "unpublish",
+    "set_subscription",
     "leave",
     "ping",
 ];

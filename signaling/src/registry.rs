@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use sfu_core::driver::WorkerHandle;
-use sfu_core::{TransportId, WorkerEvent};
+use sfu_core::{RouterId, TransportId, WorkerEvent};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::protocol::{ErrorCode, ProtocolError};
@@ -22,6 +22,7 @@ type RoomSender = mpsc::UnboundedSender<RoomCommand>;
 pub struct Registry {
     rooms: Arc<Mutex<HashMap<String, RoomSender>>>,
     transports: Arc<StdMutex<HashMap<TransportId, String>>>,
+    routers: Arc<StdMutex<HashMap<RouterId, String>>>,
     worker: Arc<WorkerHandle>,
     settings: RoomSettings,
 }
@@ -32,6 +33,7 @@ impl Registry {
         Self {
             rooms: Arc::default(),
             transports: Arc::default(),
+            routers: Arc::default(),
             worker,
             settings,
         }
@@ -80,6 +82,9 @@ impl Registry {
             return false;
         }
         rooms.remove(room);
+        if let Ok(mut r) = self.routers.lock() {
+            r.retain(|_, name| name != room);
+        }
         true
     }
 
@@ -95,6 +100,13 @@ impl Registry {
         }
     }
 
+    /// Records that `router` is `room`'s.
+    pub fn watch_router(&self, router: RouterId, room: &str) {
+        if let Ok(mut r) = self.routers.lock() {
+            r.insert(router, room.to_owned());
+        }
+    }
+
     /// Forgets a transport.
     pub fn unwatch_transport(&self, transport: TransportId) {
         if let Ok(mut t) = self.transports.lock() {
@@ -105,20 +117,30 @@ impl Registry {
     /// Routes worker events to rooms until the worker stops.
     pub async fn dispatch_worker_events(self, mut events: mpsc::UnboundedReceiver<WorkerEvent>) {
         while let Some(event) = events.recv().await {
-            if let WorkerEvent::TransportClosed { transport, reason } = event {
-                let room = self
-                    .transports
-                    .lock()
-                    .ok()
-                    .and_then(|mut t| t.remove(&transport));
-                if let Some(room) = room
-                    && let Some(sender) = self.rooms.lock().await.get(&room)
-                {
-                    let _ = sender.send(RoomCommand::TransportClosed {
+            let (room, command) = match event {
+                WorkerEvent::TransportClosed { transport, reason } => (
+                    self.transports
+                        .lock()
+                        .ok()
+                        .and_then(|mut t| t.remove(&transport)),
+                    RoomCommand::TransportClosed {
                         transport,
                         reason: format!("{reason:?}"),
-                    });
-                }
+                    },
+                ),
+                WorkerEvent::ActiveSpeakerChanged { router, producer } => (
+                    self.routers
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.get(&router).cloned()),
+                    RoomCommand::ActiveSpeaker { producer },
+                ),
+                _ => continue,
+            };
+            if let Some(room) = room
+                && let Some(sender) = self.rooms.lock().await.get(&room)
+            {
+                let _ = sender.send(command);
             }
         }
     }

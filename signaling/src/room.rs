@@ -73,6 +73,11 @@ pub enum RoomCommand {
         /// Why.
         reason: String,
     },
+    /// The room's dominant speaker changed on the worker.
+    ActiveSpeaker {
+        /// The audio producer speaking, if any.
+        producer: Option<ProducerId>,
+    },
     /// The server shuts down: tell everyone and stop.
     Shutdown,
 }
@@ -106,6 +111,15 @@ pub enum ParticipantRequest {
         /// Track id.
         track: String,
     },
+    /// Change what this participant receives of a track.
+    SetSubscription {
+        /// Track id.
+        track: String,
+        /// Layer preferences.
+        preferences: sfu_core::consumer::ConsumerPreferences,
+        /// Pause (true) or resume (false).
+        paused: Option<bool>,
+    },
 }
 
 /// Room settings.
@@ -136,6 +150,8 @@ struct Slot {
     publisher: String,
     consumer: Option<ConsumerId>,
     parameters: Option<RtpParameters>,
+    /// The subscriber asked not to receive it (independent of the publisher's mute).
+    paused_by_subscriber: bool,
 }
 
 struct Subscription {
@@ -200,6 +216,7 @@ impl Room {
             .call(|w, _| w.create_router())
             .await
             .map_err(internal)?;
+        registry.watch_router(router, &name);
         Ok(Self {
             name,
             router,
@@ -244,6 +261,12 @@ impl Room {
                         )));
                         self.remove_participant(&sid).await;
                     }
+                }
+                RoomCommand::ActiveSpeaker { producer } => {
+                    let participant = producer
+                        .and_then(|p| self.tracks.values().find(|t| t.producer == p))
+                        .map(|t| t.info.participant.clone());
+                    self.broadcast("", &ServerMessage::ActiveSpeaker { participant });
                 }
                 RoomCommand::Shutdown => {
                     for p in self.participants.values() {
@@ -371,6 +394,16 @@ impl Room {
                 self.subscribe_answer(sid, id, &sdp, version).await
             }
             ParticipantRequest::Mute { track, muted } => self.mute(sid, id, &track, muted).await,
+            ParticipantRequest::SetSubscription {
+                track,
+                preferences,
+                paused,
+            } => {
+                self.set_subscription(sid, &track, preferences, paused)
+                    .await?;
+                self.send(sid, ServerMessage::Ok { id });
+                Ok(())
+            }
             ParticipantRequest::Unpublish { track } => {
                 self.owned_track(sid, &track)?;
                 self.unpublish(&track).await;
@@ -658,6 +691,7 @@ impl Room {
                 publisher,
                 consumer,
                 parameters,
+                paused_by_subscriber: false,
             };
             match reuse.and_then(|i| p.subscription.slots.get_mut(i)) {
                 Some(old) => *old = slot,
@@ -763,6 +797,49 @@ impl Room {
         Ok(())
     }
 
+    async fn set_subscription(
+        &mut self,
+        sid: &str,
+        track: &str,
+        preferences: sfu_core::consumer::ConsumerPreferences,
+        paused: Option<bool>,
+    ) -> Result<(), ProtocolError> {
+        let slot = self
+            .participants
+            .get_mut(sid)
+            .and_then(|p| {
+                p.subscription
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.track == track && s.consumer.is_some())
+            })
+            .ok_or_else(|| {
+                ProtocolError::new(
+                    ErrorCode::UnknownTrack,
+                    format!("you do not receive track {track:?}"),
+                )
+            })?;
+        if let Some(paused) = paused {
+            slot.paused_by_subscriber = paused;
+        }
+        let consumer = slot
+            .consumer
+            .ok_or_else(|| internal("slot without consumer"))?;
+        // A track its publisher muted stays paused whatever the subscriber asks.
+        let muted = self.tracks.get(track).is_some_and(|t| t.info.muted);
+        self.worker
+            .call(move |w, now| {
+                w.set_consumer_preferences(now, consumer, preferences)?;
+                if let Some(paused) = paused {
+                    w.set_consumer_paused(now, consumer, paused || muted)?;
+                }
+                Ok::<_, sfu_core::WorkerError>(())
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
     async fn mute(
         &mut self,
         sid: &str,
@@ -775,7 +852,7 @@ impl Room {
             .participants
             .values()
             .flat_map(|p| p.subscription.slots.iter())
-            .filter(|s| s.track == track)
+            .filter(|s| s.track == track && !s.paused_by_subscriber)
             .filter_map(|s| s.consumer)
             .collect();
         // Muted media is not forwarded at all: the subscribers' bandwidth is saved.

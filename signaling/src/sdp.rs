@@ -71,8 +71,10 @@ pub struct RemoteMedia {
     pub ssrcs: Vec<u32>,
     /// RTX SSRC per media SSRC (`a=ssrc-group:FID`).
     pub rtx_ssrcs: HashMap<u32, u32>,
-    /// Send rids (`a=rid:<id> send`).
+    /// Send rids (`a=rid:<id> send`), in `a=simulcast:send` order when present.
     pub rids: Vec<String>,
+    /// SSRC simulcast (`a=ssrc-group:SIM`), lowest quality first.
+    pub simulcast_ssrcs: Vec<u32>,
     /// CNAME, if any.
     pub cname: Option<String>,
     /// The media kind as written on the m-line (`audio`, `video`, `application`…).
@@ -165,6 +167,8 @@ fn parse_media(m: &MediaDescription, index: usize) -> RemoteMedia {
     let mut ssrcs = Vec::new();
     let mut rtx_ssrcs = HashMap::new();
     let mut rids = Vec::new();
+    let mut simulcast_ssrcs = Vec::new();
+    let mut simulcast_order: Vec<String> = Vec::new();
     let mut cname = None;
     for a in &m.attributes {
         let v = a.value.as_deref().unwrap_or("");
@@ -242,11 +246,26 @@ fn parse_media(m: &MediaDescription, index: usize) -> RemoteMedia {
             }
             "ssrc-group" => {
                 let mut parts = v.split_whitespace();
-                if parts.next() == Some("FID") {
-                    let ids: Vec<u32> = parts.filter_map(|s| s.parse().ok()).collect();
-                    if let [media_ssrc, rtx] = ids[..] {
-                        rtx_ssrcs.insert(media_ssrc, rtx);
+                let semantics = parts.next();
+                let ids: Vec<u32> = parts.filter_map(|s| s.parse().ok()).collect();
+                match (semantics, &ids[..]) {
+                    (Some("FID"), [media_ssrc, rtx]) => {
+                        rtx_ssrcs.insert(*media_ssrc, *rtx);
                     }
+                    (Some("SIM"), list) if list.len() > 1 && simulcast_ssrcs.is_empty() => {
+                        simulcast_ssrcs = list.to_vec()
+                    }
+                    _ => {}
+                }
+            }
+            "simulcast" => {
+                // "send q;h;f" (alternatives after ',' and paused '~' streams are not used).
+                if let Some(list) = v.strip_prefix("send ") {
+                    simulcast_order = list
+                        .split(';')
+                        .filter_map(|alt| alt.split(',').next())
+                        .map(|r| r.trim_start_matches('~').to_owned())
+                        .collect();
                 }
             }
             "rid" => {
@@ -257,6 +276,12 @@ fn parse_media(m: &MediaDescription, index: usize) -> RemoteMedia {
             }
             _ => {}
         }
+    }
+    if !simulcast_order.is_empty() {
+        rids = simulcast_order
+            .into_iter()
+            .filter(|r| rids.contains(r))
+            .collect();
     }
     let rtx_values: Vec<u32> = rtx_ssrcs.values().copied().collect();
     ssrcs.retain(|s| !rtx_values.contains(s));
@@ -306,6 +331,7 @@ fn parse_media(m: &MediaDescription, index: usize) -> RemoteMedia {
         ssrcs,
         rtx_ssrcs,
         rids,
+        simulcast_ssrcs,
         cname,
         media_type,
     }
@@ -369,19 +395,38 @@ pub fn publish_parameters(m: &RemoteMedia) -> Result<RtpParameters, SdpError> {
         .filter(|e| ACCEPTED_EXTENSIONS.contains(&e.uri.as_str()))
         .cloned()
         .collect();
-    // Simulcast (several rids) is answered with one layer until layer selection exists:
-    // the first SSRC, or mid-only.
-    let encodings = m
-        .ssrcs
-        .first()
-        .map(|ssrc| {
-            vec![RtpEncodingParameters {
+    // Simulcast streams, lowest quality first (the order the client lists them in: browsers
+    // list `sendEncodings` as given, and the web client gives them low to high): by rid (Chrome's
+    // way, no SSRCs signalled), by an SSRC SIM group, or a single stream (SSRC or mid-only).
+    let encodings = if m.rids.len() > 1 {
+        m.rids
+            .iter()
+            .map(|rid| RtpEncodingParameters {
+                rid: Some(rid.clone()),
+                ..Default::default()
+            })
+            .collect()
+    } else if m.simulcast_ssrcs.len() > 1 {
+        m.simulcast_ssrcs
+            .iter()
+            .map(|ssrc| RtpEncodingParameters {
                 ssrc: Some(*ssrc),
                 rtx_ssrc: m.rtx_ssrcs.get(ssrc).copied(),
                 ..Default::default()
-            }]
-        })
-        .unwrap_or_default();
+            })
+            .collect()
+    } else {
+        m.ssrcs
+            .first()
+            .map(|ssrc| {
+                vec![RtpEncodingParameters {
+                    ssrc: Some(*ssrc),
+                    rtx_ssrc: m.rtx_ssrcs.get(ssrc).copied(),
+                    ..Default::default()
+                }]
+            })
+            .unwrap_or_default()
+    };
     Ok(RtpParameters {
         mid: Some(m.mid.clone()),
         codecs,
@@ -530,7 +575,23 @@ pub fn write_publish_answer(
                 let md = media_section(&m.media_type, formats_of(p), false);
                 let md = add_transport(md, transport, "passive")
                     .with_value_attribute("mid".into(), m.mid.clone());
-                add_codecs(md, p).with_property_attribute("recvonly".into())
+                let mut md = add_codecs(md, p).with_property_attribute("recvonly".into());
+                // Without these Chrome sends only its first layer.
+                let rids: Vec<&str> = p
+                    .encodings
+                    .iter()
+                    .filter_map(|e| e.rid.as_deref())
+                    .collect();
+                if rids.len() > 1 {
+                    for rid in &rids {
+                        md = md.with_value_attribute("rid".into(), format!("{rid} recv"));
+                    }
+                    md = md.with_value_attribute(
+                        "simulcast".into(),
+                        format!("recv {}", rids.join(";")),
+                    );
+                }
+                md
             }
             None => {
                 let formats = if m.formats.is_empty() {
@@ -833,6 +894,65 @@ mod tests {
         assert_eq!(back.media[0].direction, Direction::SendOnly);
         assert_eq!(back.media[0].ssrcs, vec![1234]);
         assert_eq!(back.media[1].direction, Direction::Inactive);
+    }
+
+    #[test]
+    fn chrome_rid_simulcast_becomes_three_streams_and_the_answer_asks_for_all() {
+        let offer = parse_description(include_str!(
+            "../tests/fixtures/chrome156-simulcast-offer.sdp"
+        ))
+        .unwrap();
+        let video = &offer.media[0];
+        assert_eq!(video.rids, vec!["q", "h", "f"]);
+        assert!(
+            video.ssrcs.is_empty(),
+            "Chrome signals no SSRC for simulcast"
+        );
+        let params = publish_parameters(video).unwrap();
+        let rids: Vec<_> = params
+            .encodings
+            .iter()
+            .map(|e| e.rid.clone().unwrap())
+            .collect();
+        assert_eq!(rids, vec!["q", "h", "f"]);
+        assert!(params.extension_id(extension_uri::RID).is_some());
+        assert!(params.extension_id(extension_uri::REPAIRED_RID).is_some());
+        assert!(params.validate_for_producer().is_ok());
+        let accepted: Vec<_> = offer
+            .media
+            .iter()
+            .map(|m| publish_parameters(m).ok())
+            .collect();
+        let answer = write_publish_answer(&offer, &accepted, &transport(), 1);
+        for line in [
+            "a=rid:q recv",
+            "a=rid:h recv",
+            "a=rid:f recv",
+            "a=simulcast:recv q;h;f",
+        ] {
+            assert!(answer.contains(line), "{line} missing from\n{answer}");
+        }
+        assert_eq!(
+            answer.matches("a=simulcast").count(),
+            1,
+            "only the video section"
+        );
+    }
+
+    #[test]
+    fn ssrc_simulcast_groups_are_streams_too() {
+        let sdp = CHROME_OFFER.replace(
+            "a=ssrc-group:FID 3735928559 3405691582",
+            "a=ssrc-group:SIM 11 22 33\r\na=ssrc-group:FID 11 111\r\na=ssrc-group:FID 22 222\r\na=ssrc-group:FID 33 333\r\na=ssrc:11 cname:x\r\na=ssrc:111 cname:x\r\na=ssrc:22 cname:x\r\na=ssrc:222 cname:x\r\na=ssrc:33 cname:x\r\na=ssrc:333 cname:x",
+        );
+        let d = parse_description(&sdp).unwrap();
+        let p = publish_parameters(&d.media[1]).unwrap();
+        let streams: Vec<_> = p
+            .encodings
+            .iter()
+            .map(|e| (e.ssrc.unwrap(), e.rtx_ssrc.unwrap()))
+            .collect();
+        assert_eq!(streams, vec![(11, 111), (22, 222), (33, 333)]);
     }
 
     #[test]

@@ -268,6 +268,22 @@ pub async fn run(
                     ClientMessage::Unpublish { track, .. } => {
                         ParticipantRequest::Unpublish { track }
                     }
+                    ClientMessage::SetSubscription {
+                        track,
+                        max_spatial,
+                        max_temporal,
+                        max_height,
+                        paused,
+                        ..
+                    } => ParticipantRequest::SetSubscription {
+                        track,
+                        preferences: sfu_core::consumer::ConsumerPreferences {
+                            max_spatial,
+                            max_temporal,
+                            max_height,
+                        },
+                        paused,
+                    },
                     ClientMessage::Join { .. }
                     | ClientMessage::Leave { .. }
                     | ClientMessage::Ping { .. } => continue,

@@ -358,6 +358,21 @@ async fn participants_see_each_other_join_publish_and_leave() {
     assert_eq!(offer["version"], 2);
     assert_eq!(offer["sdp"].as_str().unwrap().matches("m=").count(), 2);
     assert_eq!(offer["tracks"].as_array().unwrap().len(), 2);
+    // Subscription controls: only for a track you receive.
+    send(
+        &mut alice,
+        json!({"type":"set_subscription","id":6,"track":"TR_nope","max_height":180}),
+    )
+    .await;
+    assert_eq!(expect_error(&mut alice, "unknown_track").await["id"], 6);
+    send(&mut alice, json!({"type":"set_subscription","id":7,"track":video["id"],"max_spatial":0,"max_temporal":1,"paused":true})).await;
+    assert_eq!(recv_type(&mut alice, "ok").await["id"], 7);
+    send(
+        &mut alice,
+        json!({"type":"set_subscription","id":8,"track":video["id"],"max_height":"tall"}),
+    )
+    .await;
+    assert_eq!(expect_error(&mut alice, "bad_request").await["id"], 8);
     // Muting is seen by the other side.
     send(
         &mut bob,
