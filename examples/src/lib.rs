@@ -1,0 +1,1 @@
+//! Example programs live beside this crate (`examples/*.rs`); see the README there.
