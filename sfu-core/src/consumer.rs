@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codecs::vp8::{Vp8Descriptor, Vp8Rewriter};
+use crate::codecs::vp8::{Vp8Descriptor, Vp8Rewriter, Vp8Rewritten};
 use crate::codecs::{Codec, PacketInfo};
 use crate::layer_selector::{Decision, LayerSelector};
 use crate::producer::ProducerStream;
@@ -37,6 +37,20 @@ pub struct SendStats {
     pub rtt: Option<Duration>,
     /// Packets retransmitted after a NACK.
     pub retransmitted: u64,
+}
+
+/// `payload` as a slice of `packet` (shared, no copy) when it lies within it, else a copy.
+fn shared_slice(packet: &Bytes, payload: &[u8]) -> Bytes {
+    let (start, end) = (
+        packet.as_ptr() as usize,
+        packet.as_ptr() as usize + packet.len(),
+    );
+    let p = payload.as_ptr() as usize;
+    if !payload.is_empty() && p >= start && p + payload.len() <= end {
+        packet.slice_ref(payload)
+    } else {
+        Bytes::copy_from_slice(payload)
+    }
 }
 
 /// Video history: about a second of 2.5 Mbit/s video.
@@ -363,15 +377,18 @@ impl Consumer {
             extra,
         );
         out.extend_from_slice(payload);
-        if !self.rewrite_vp8(out, header_len, switched) {
+        let Ok(vp8_ids) = self.rewrite_vp8(out, header_len, switched) else {
             return None;
-        }
+        };
         self.stats.packets += 1;
         self.stats.bytes += payload.len() as u64;
         self.stats.last_timestamp = Some((timestamp, now));
         if let Some(history) = &mut self.history {
             history.insert(StoredPacket {
                 packet: packet.clone(),
+                payload: shared_slice(packet, payload),
+                vp8_ids,
+                first_sent_at: now,
                 sequence_number,
                 roc,
                 timestamp,
@@ -400,8 +417,7 @@ impl Consumer {
             .as_mut()?
             .take_for_resend(sequence_number, now, rtt)?;
         let source = RtpHeader::parse(&stored.packet).ok()?;
-        let (start, end) = source.payload_range(&stored.packet).ok()?;
-        let payload = stored.packet.get(start..end)?;
+        let payload = &stored.payload[..];
         let ids = &self.extension_ids;
         let mid = self.parameters.mid.as_deref().unwrap_or("");
         let extra_storage;
@@ -450,9 +466,12 @@ impl Consumer {
             }
         };
         let (header_len, roc, payload_at) = result;
-        // The payload is the source's: give it the same picture id as when first sent.
-        if !self.rewrite_vp8(out, payload_at, false) {
-            return None;
+        // The payload is the source's: give it the ids it was first sent with.
+        if let Some(ids) = &stored.vp8_ids
+            && let Some(body) = out.get_mut(payload_at..)
+            && let Some(descriptor) = Vp8Descriptor::parse(body)
+        {
+            crate::codecs::vp8::write_ids(body, &descriptor, ids);
         }
         self.stats.retransmitted += 1;
         Some((header_len, roc))
@@ -467,18 +486,26 @@ impl Consumer {
     }
 
     /// Rewrites the VP8 picture id and TL0PICIDX of the payload just written at
-    /// `out[header_len..]`; false if the packet must not be sent.
-    fn rewrite_vp8(&mut self, out: &mut [u8], header_len: usize, switched: bool) -> bool {
+    /// `out[header_len..]`; returns the ids written (`None` when the consumer does not rewrite
+    /// or the packet has none), or `Err` if the packet must not be sent.
+    fn rewrite_vp8(
+        &mut self,
+        out: &mut [u8],
+        header_len: usize,
+        switched: bool,
+    ) -> Result<Option<Vp8Rewritten>, ()> {
         let Some(vp8) = &mut self.vp8 else {
-            return true;
+            return Ok(None);
         };
         let Some(body) = out.get_mut(header_len..) else {
-            return false;
+            return Err(());
         };
         let Some(descriptor) = Vp8Descriptor::parse(body) else {
-            return true;
+            return Ok(None);
         };
-        vp8.rewrite(body, &descriptor, switched).is_ok()
+        vp8.rewrite(body, &descriptor, switched)
+            .map(Some)
+            .map_err(|_| ())
     }
 
     /// After a pause: the next packet continues the output line regardless of its input

@@ -17,8 +17,16 @@ pub const MAX_RESENDS: u8 = 3;
 /// One sent packet.
 #[derive(Debug, Clone)]
 pub struct StoredPacket {
-    /// The received (decrypted) packet, shared with every other consumer of it.
+    /// The received (decrypted) packet, shared with every other consumer of it (its header
+    /// extensions are written again on a resend).
     pub packet: Bytes,
+    /// The payload as forwarded (a slice of `packet`; for a packet that arrived as RTX, without
+    /// the original sequence number).
+    pub payload: Bytes,
+    /// VP8 ids as first sent, when the consumer rewrites them.
+    pub vp8_ids: Option<crate::codecs::vp8::Vp8Rewritten>,
+    /// When it was first sent (the history age counts from here).
+    pub first_sent_at: Instant,
     /// Output sequence number.
     pub sequence_number: u16,
     /// SRTP rollover counter of that sequence number.
@@ -29,7 +37,7 @@ pub struct StoredPacket {
     pub payload_type: u8,
     /// Marker bit.
     pub marker: bool,
-    /// When it was last sent.
+    /// When it was last sent (resends are at least an RTT apart).
     pub sent_at: Instant,
     /// Times resent.
     pub resends: u8,
@@ -76,7 +84,7 @@ impl RetransmissionBuffer {
         let max_age = self.max_age;
         let entry = self.slots.get_mut(i)?.as_mut()?;
         if entry.sequence_number != sequence_number
-            || now.saturating_duration_since(entry.sent_at) > max_age
+            || now.saturating_duration_since(entry.first_sent_at) > max_age
         {
             return None;
         }
@@ -104,6 +112,9 @@ mod tests {
     fn stored(seq: u16, at: Instant) -> StoredPacket {
         StoredPacket {
             packet: Bytes::from_static(b"pkt"),
+            payload: Bytes::from_static(b"t"),
+            vp8_ids: None,
+            first_sent_at: at,
             sequence_number: seq,
             roc: 0,
             timestamp: 0,

@@ -6,9 +6,12 @@
 //! DTLS *client* on `rtc-dtls` with its own self-signed certificate and verifies the server's
 //! fingerprint, exports the DTLS-SRTP keys in the client role into two [`SrtpContext`]s, and
 //! then protects the RTP and RTCP a test asks it to send and unprotects and records everything
-//! it receives. [`SimNetwork`] owns a worker and several peers, carries datagrams between them
-//! by address (optionally losing some, from a seeded generator) and advances virtual time from
-//! one deadline to the next. Nothing here reads a clock (apart from one `Instant::now()` that
+//! it receives. Like a browser, a peer can also ask for what it misses on a stream
+//! ([`SimPeer::enable_nack`]: generic NACKs, RTX unwrapping, de-duplication counts) and repair
+//! what it sent from its own history on RTX ([`SimPeer::enable_rtx`]). [`SimNetwork`] owns a
+//! worker and several peers, carries datagrams between them by address (optionally losing some,
+//! from seeded generators, everywhere or on one leg, and optionally after a fixed latency) and
+//! advances virtual time from one deadline to the next. Nothing here reads a clock (apart from one `Instant::now()` that
 //! anchors a network's virtual time), touches a socket or sleeps; all randomness that shapes
 //! behaviour is seeded, so a simulation replays identically. No input from the network can
 //! make anything here panic. Compiled for tests and with the `sim` feature only.

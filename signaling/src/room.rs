@@ -49,6 +49,9 @@ pub enum RoomCommand {
         claims: Claims,
         /// The session's outbound queue.
         outbound: OutboundQueue,
+        /// Fired (with a reason) when the room removes this participant for reading too slowly:
+        /// its queue is full, so the session must close the socket itself.
+        kick: oneshot::Sender<String>,
         /// Where to report the sid (or why not).
         reply: oneshot::Sender<Result<String, ProtocolError>>,
     },
@@ -175,6 +178,7 @@ struct Participant {
     info: ParticipantInfo,
     grants: Grants,
     outbound: OutboundQueue,
+    kick: Option<oneshot::Sender<String>>,
     subscription: Subscription,
     publication: Option<Publication>,
 }
@@ -188,6 +192,8 @@ pub struct Room {
     settings: RoomSettings,
     participants: BTreeMap<String, Participant>,
     tracks: BTreeMap<String, Track>,
+    /// Participants whose queue overflowed, removed after the current command.
+    evicted: Vec<String>,
 }
 
 fn local(info: &WebRtcTransportInfo) -> LocalTransport {
@@ -225,6 +231,7 @@ impl Room {
             settings,
             participants: BTreeMap::new(),
             tracks: BTreeMap::new(),
+            evicted: Vec::new(),
         })
     }
 
@@ -236,9 +243,10 @@ impl Room {
                     id,
                     claims,
                     outbound,
+                    kick,
                     reply,
                 } => {
-                    let result = self.join(id, claims, outbound).await;
+                    let result = self.join(id, claims, outbound, kick).await;
                     let _ = reply.send(result);
                 }
                 RoomCommand::Request { sid, id, request } => {
@@ -277,6 +285,12 @@ impl Room {
                     self.participants.clear();
                 }
             }
+            for sid in std::mem::take(&mut self.evicted) {
+                if let Some(kick) = self.participants.get_mut(&sid).and_then(|p| p.kick.take()) {
+                    let _ = kick.send("too slow: frames were not read".into());
+                }
+                self.remove_participant(&sid).await;
+            }
             if self.participants.is_empty()
                 && self.registry.remove_if_idle(&self.name, &commands).await
             {
@@ -293,10 +307,12 @@ impl Room {
         let Some(p) = self.participants.get(sid) else {
             return;
         };
-        if p.outbound.try_send(Outbound::Frame(message)).is_err() {
-            tracing::info!(room = %self.name, %sid, "outbound queue full or closed: removing participant");
-            let _ = p.outbound.try_send(Outbound::Close("too slow".into()));
-            // Removal happens when its session reports the leave; mark it by closing the queue side.
+        if p.outbound.try_send(Outbound::Frame(message)).is_err()
+            && !self.evicted.iter().any(|s| s == sid)
+        {
+            // A slow reader is disconnected, never buffered without end.
+            tracing::info!(room = %self.name, %sid, "outbound queue full: removing participant");
+            self.evicted.push(sid.to_owned());
         }
     }
 
@@ -317,6 +333,7 @@ impl Room {
         id: Value,
         claims: Claims,
         outbound: OutboundQueue,
+        kick: oneshot::Sender<String>,
     ) -> Result<String, ProtocolError> {
         if self.participants.len() >= self.settings.max_participants {
             return Err(ProtocolError::new(ErrorCode::RoomFull, "the room is full"));
@@ -341,6 +358,7 @@ impl Room {
             info: info.clone(),
             grants: claims.grants,
             outbound,
+            kick: Some(kick),
             subscription: Subscription {
                 transport,
                 slots: Vec::new(),

@@ -154,6 +154,7 @@ pub async fn run(
     let started = Instant::now();
     let mut limiter = RateLimiter::new(limits.rate_per_second, limits.burst, started);
     let mut state = State::Unjoined;
+    let mut kicked: Option<oneshot::Receiver<String>> = None;
     let mut last_frame = started;
     loop {
         let deadline = match state {
@@ -171,6 +172,19 @@ pub async fn run(
             }
             _ = shutdown.changed() => {
                 let _ = outbound.try_send(Outbound::Close("server shutting down".into()));
+                break;
+            }
+            reason = async {
+                match kicked.as_mut() {
+                    Some(rx) => rx.await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                // The room removed us for not reading: our queue is full, so nothing more can be
+                // said; the socket is closed.
+                tracing::info!(reason = reason.as_deref().unwrap_or("kicked"), "closing a slow session");
+                state = State::Unjoined;
+                writer.abort();
                 break;
             }
         };
@@ -226,9 +240,10 @@ pub async fn run(
                     room,
                 },
             ) => match join(&ctx, &outbound, id.clone(), &token, protocol, room).await {
-                Ok(joined) => {
+                Ok((joined, kick)) => {
                     slot.release();
                     state = joined;
+                    kicked = Some(kick);
                     true
                 }
                 Err(e) => reply_error(&outbound, e, Some(id)),
@@ -328,7 +343,7 @@ async fn join(
     token: &str,
     protocol: u32,
     room: Option<String>,
-) -> Result<State, ProtocolError> {
+) -> Result<(State, oneshot::Receiver<String>), ProtocolError> {
     if protocol != PROTOCOL_VERSION {
         return Err(ProtocolError::new(
             ErrorCode::UnsupportedProtocol,
@@ -365,18 +380,20 @@ async fn join(
         ));
     }
     let (reply, answer) = oneshot::channel();
+    let (kick, kicked) = oneshot::channel();
     let room_name = claims.room.clone();
     let command = RoomCommand::Join {
         id,
         claims,
         outbound: outbound.clone(),
+        kick,
         reply,
     };
     let room = ctx.registry.join(&room_name, command).await?;
     let sid = answer
         .await
         .map_err(|_| ProtocolError::new(ErrorCode::Internal, "room closed"))??;
-    Ok(State::Joined { sid, room })
+    Ok((State::Joined { sid, room }, kicked))
 }
 
 #[cfg(test)]

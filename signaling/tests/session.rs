@@ -458,3 +458,33 @@ async fn graceful_shutdown_tells_every_client() {
         expect_closed(ws).await;
     }
 }
+
+#[tokio::test]
+async fn unjoined_connections_per_ip_are_limited() {
+    let limits = SessionLimits {
+        max_unjoined_per_ip: 2,
+        ..Default::default()
+    };
+    let url = start(limits).await;
+    let mut first = connect(&url).await;
+    let _second = connect(&url).await;
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!(
+            "a third unjoined connection was accepted: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    // Joining frees the slot.
+    send(
+        &mut first,
+        json!({"type":"join","id":1,"token":token("ip","a",Grants::participant()),"protocol":1}),
+    )
+    .await;
+    recv_type(&mut first, "joined").await;
+    let mut third = connect(&url).await;
+    send(&mut third, json!({"type":"ping","id":2})).await;
+    recv_type(&mut third, "pong").await;
+}

@@ -135,6 +135,25 @@ impl Vp8Descriptor {
     }
 }
 
+/// Writes ids a [`Vp8Rewriter`] produced earlier into a copy of the same packet's payload (a
+/// retransmission must carry the ids the packet was first sent with, whatever the rewriter's
+/// state is now). Fields the descriptor does not have are left alone.
+pub fn write_ids(payload: &mut [u8], descriptor: &Vp8Descriptor, ids: &Vp8Rewritten) {
+    if let (Some(pid), Some(at), Some(value)) = (
+        descriptor.picture_id,
+        descriptor.picture_id_offset(),
+        ids.picture_id,
+    ) && let Some(field) = payload.get_mut(at..)
+    {
+        let _ = pid.write(field, value);
+    }
+    if let (Some(at), Some(value)) = (descriptor.tl0_pic_idx_offset(), ids.tl0_pic_idx)
+        && let Some(b) = payload.get_mut(at)
+    {
+        *b = value;
+    }
+}
+
 /// Whether an RTP payload starts a VP8 keyframe; see [`Vp8Descriptor::is_keyframe`].
 pub fn is_keyframe(payload: &[u8]) -> bool {
     Vp8Descriptor::parse(payload).is_some_and(|d| d.is_keyframe(payload))
