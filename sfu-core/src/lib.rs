@@ -85,6 +85,7 @@ pub mod seq_manager;
 pub mod sim_peer;
 pub mod srtp;
 pub mod stun;
+pub mod twcc;
 pub mod webrtc_transport;
 pub mod worker;
 

@@ -215,6 +215,8 @@ impl ReceivedRtp {
 /// What the peer received as RTCP, per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceivedRtcp {
+    /// Transport-wide CC feedback packets received (raw RTCP packets, with arrival time).
+    pub twcc_feedback: Vec<(Instant, Vec<u8>)>,
     /// Compound packets authenticated.
     pub packets: u64,
     /// Sender reports by sender SSRC.
@@ -1148,6 +1150,9 @@ impl SimPeer {
     fn record_rtcp(&mut self, now: Instant, buf: &[u8]) {
         let r = &mut self.received_rtcp;
         r.packets += 1;
+        for feedback in crate::twcc::feedback_packets(buf) {
+            r.twcc_feedback.push((now, feedback.to_vec()));
+        }
         for part in RtcpReader::new(buf).flatten() {
             match part {
                 RtcpPart::SenderReport {

@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::dtls::{DtlsCertificate, DtlsSession, Fingerprint};
 use crate::ice_lite::IceLiteAgent;
 use crate::srtp::{SrtpContext, SrtpProfile};
+use crate::twcc::TwccRecorder;
 use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 
 /// Which producer stream an incoming SSRC belongs to.
@@ -123,7 +124,13 @@ pub struct WebRtcTransport {
     pub next_report: Instant,
     /// A transport not connected by then is closed (a stalled or abandoned handshake).
     pub connect_deadline: Instant,
-    /// The SRTCP index is the context's; this counts RTCP we sent for stats.
+    /// Arrivals of the publisher's transport-wide sequence numbers, for TWCC feedback.
+    pub twcc: TwccRecorder,
+    /// The transport-wide CC header extension id the publisher uses, if negotiated.
+    pub twcc_extension: Option<u8>,
+    /// When the next TWCC feedback is due.
+    pub next_twcc_feedback: Instant,
+    /// Byte and packet counters.
     pub stats: TransportStats,
 }
 
@@ -157,6 +164,9 @@ impl WebRtcTransport {
             rtcp_ssrc,
             next_report: now,
             connect_deadline: now + CONNECT_TIMEOUT,
+            twcc: TwccRecorder::new(),
+            twcc_extension: None,
+            next_twcc_feedback: now,
             stats: TransportStats::default(),
         }
     }

@@ -32,6 +32,7 @@ use crate::rtp_packet::RtpHeader;
 use crate::rtp_parameters::{RtpCapabilities, RtpParameters, RtpParametersError, extension_uri};
 use crate::srtp::{SrtpContext, SrtpError, SrtpProfile};
 use crate::stun::StunMessage;
+use crate::twcc;
 use crate::webrtc_transport::{
     StreamBinding, TransportState, TransportStats, WebRtcTransport, WebRtcTransportInfo,
     WebRtcTransportOptions,
@@ -42,6 +43,8 @@ use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 pub const MAX_DATAGRAM: usize = 1500;
 /// How often simulcast consumers' layers are re-evaluated (streams that started or stopped).
 const LAYER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often transport-wide congestion-control feedback goes to each publisher.
+const TWCC_FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 /// How often lost incoming packets are NACKed.
 const NACK_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Round-trip time assumed toward publishers (their reports do not tell us ours).
@@ -401,6 +404,12 @@ impl Worker {
                 }
             }
             t.producers.push(id);
+            if let Some(ext) = producer
+                .parameters
+                .extension_id(extension_uri::TRANSPORT_CC)
+            {
+                t.twcc_extension = Some(ext);
+            }
         }
         if let Some(r) = self.routers.get_mut(&router) {
             r.producers.push(id);
@@ -678,6 +687,7 @@ impl Worker {
                 t.dtls.poll_timeout(),
                 t.is_connected().then_some(t.next_report),
                 (!t.is_connected()).then_some(t.connect_deadline),
+                (t.is_connected() && t.twcc.has_unreported()).then_some(t.next_twcc_feedback),
             ]
         });
         let keyframes = self
@@ -727,6 +737,14 @@ impl Worker {
                 && now >= t.next_report
             {
                 self.send_reports(now, id);
+            }
+            if let Some(t) = self.transports.get_mut(&id)
+                && t.is_connected()
+                && now >= t.next_twcc_feedback
+                && t.twcc.has_unreported()
+            {
+                t.next_twcc_feedback = now + TWCC_FEEDBACK_INTERVAL;
+                send_twcc_feedback(now, t, &self.producers, &mut self.transmits, &mut self.pool);
             }
         }
         if now >= self.next_tuple_prune {
@@ -1049,6 +1067,15 @@ impl Worker {
         match srtp.unprotect_rtp(&mut data, header.header_len) {
             Ok(len) => data.truncate(len),
             Err(e) => return self.drops.count(srtp_drop(&e)),
+        }
+        // Every authenticated packet counts for the publisher's bandwidth estimate, probes and
+        // retransmissions included, so it is recorded before any routing decision.
+        if let Some(seq) = t
+            .twcc_extension
+            .and_then(|id| header.extension(&data, id))
+            .and_then(|v| <[u8; 2]>::try_from(v.get(..2)?).ok())
+        {
+            t.twcc.record(u16::from_be_bytes(seq), now);
         }
         let Ok((payload_start, payload_end)) = header.payload_range(&data) else {
             return self.drops.count(DropReason::RtpMalformed);
@@ -1409,6 +1436,33 @@ fn bind_stream(
         return Some(binding);
     }
     None
+}
+
+/// Sends the publisher its TWCC feedback (one RTCP packet per datagram: reduced-size RTCP).
+fn send_twcc_feedback(
+    now: Instant,
+    t: &mut WebRtcTransport,
+    producers: &HashMap<ProducerId, Producer>,
+    transmits: &mut VecDeque<Transmit>,
+    pool: &mut BufferPool,
+) {
+    let media_ssrc = t
+        .producers
+        .iter()
+        .filter_map(|p| producers.get(p))
+        .find_map(|p| p.known_ssrcs().next())
+        .unwrap_or(0);
+    let mut feedback = pool.take();
+    if t.twcc
+        .build_feedback(now, t.rtcp_ssrc, media_ssrc, &mut feedback)
+    {
+        for packet in twcc::feedback_packets(&feedback) {
+            let mut buf = pool.take();
+            buf.extend_from_slice(packet);
+            send_rtcp(t, buf, transmits, pool);
+        }
+    }
+    pool.give_back(feedback);
 }
 
 fn send_rtcp(

@@ -344,6 +344,8 @@ const ACCEPTED_EXTENSIONS: &[&str] = &[
     extension_uri::REPAIRED_RID,
     extension_uri::AUDIO_LEVEL,
     extension_uri::VIDEO_ORIENTATION,
+    // The server sends transport-wide CC feedback, so browsers estimate their send rate.
+    extension_uri::TRANSPORT_CC,
 ];
 
 /// Whether the server forwards this codec.
@@ -361,11 +363,11 @@ fn forwards(codec: &RtpCodecParameters) -> bool {
     }
 }
 
-/// Feedback the server honours: NACK, PLI, FIR.
+/// Feedback the server honours: NACK, PLI, FIR, and transport-wide CC (it sends the feedback).
 fn keep_feedback(fb: &RtcpFeedback) -> bool {
     matches!(
         (fb.kind.as_str(), fb.parameter.as_str()),
-        ("nack", "") | ("nack", "pli") | ("ccm", "fir")
+        ("nack", "") | ("nack", "pli") | ("ccm", "fir") | ("transport-cc", "")
     )
 }
 
