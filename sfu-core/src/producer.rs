@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::codecs::Codec;
+use crate::codecs::dependency_descriptor::DependencyDescriptorReader;
 use crate::nack_generator::NackGenerator;
 use crate::rtcp::ReceptionReport;
 use crate::rtp_parameters::{MediaKind, RtpParameters};
@@ -132,6 +133,8 @@ pub struct ProducerStream {
     pub last_packet_at: Option<Instant>,
     /// Width and height from the last keyframe, when the codec tells (VP8).
     pub resolution: Option<(u16, u16)>,
+    /// The dependency-descriptor structure this stream's packets refer to.
+    pub dependency_descriptor: Option<Box<DependencyDescriptorReader>>,
 }
 
 /// A stream without packets for this long counts as stopped (a publisher dropping a layer).
@@ -148,6 +151,7 @@ impl ProducerStream {
             keyframe_requests: KeyframeRequestThrottle::default(),
             last_packet_at: None,
             resolution: None,
+            dependency_descriptor: None,
         }
     }
 
@@ -180,6 +184,11 @@ impl KeyframeRequestThrottle {
                 true
             }
         }
+    }
+
+    /// A keyframe arrived: a deferred request is no longer needed.
+    pub fn on_keyframe(&mut self) {
+        self.pending = false;
     }
 
     /// Whether a deferred request is due now.
@@ -226,6 +235,8 @@ pub struct Producer {
     pub nack_enabled: bool,
     /// The id of the RFC 6464 audio-level extension, if negotiated.
     pub audio_level_extension: Option<u8>,
+    /// The id of the dependency-descriptor extension, if negotiated.
+    pub dependency_descriptor_extension: Option<u8>,
 }
 
 impl Producer {
@@ -256,7 +267,10 @@ impl Producer {
         }
         let audio_level_extension =
             parameters.extension_id(crate::rtp_parameters::extension_uri::AUDIO_LEVEL);
+        let dependency_descriptor_extension =
+            parameters.extension_id(crate::rtp_parameters::extension_uri::DEPENDENCY_DESCRIPTOR);
         Self {
+            dependency_descriptor_extension,
             audio_level_extension,
             nack_enabled,
             codecs_by_payload_type,

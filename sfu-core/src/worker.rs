@@ -886,6 +886,15 @@ impl Worker {
                         });
                         // Producers on this transport may have consumers already waiting.
                         let producers = t.producers.clone();
+                        // This transport's own video consumers asked for keyframes when they were
+                        // created, before the subscriber could receive them: ask again.
+                        let waiting: Vec<(ProducerId, Option<usize>)> = t
+                            .consumers
+                            .iter()
+                            .filter_map(|c| self.consumers.get(c))
+                            .filter(|c| c.kind == crate::MediaKind::Video)
+                            .map(|c| (c.producer, c.awaited_stream()))
+                            .collect();
                         for p in producers {
                             if self
                                 .producers
@@ -894,6 +903,9 @@ impl Worker {
                             {
                                 self.request_keyframe(now, p);
                             }
+                        }
+                        for (p, stream) in waiting {
+                            self.request_stream_keyframe(now, p, stream);
                         }
                     }
                     Err(e) => self.remove_transport(id, CloseReason::DtlsFailed(e.to_string())),
@@ -1170,16 +1182,37 @@ impl Worker {
             .get(usize::from(header.payload_type))
             .copied()
             .unwrap_or(Codec::Other);
-        let info = codec
+        let mut info = codec
             .is_video()
             .then(|| codecs::describe(codec, payload))
             .flatten();
+        // With a dependency descriptor (Chrome's simulcast and SVC for VP8/VP9/AV1), keyframes,
+        // layers and switch points come from it: the stream keeps the template structure that
+        // later packets refer to. A packet whose structure is unknown is no switch point.
+        if let Some(ext) = producer
+            .dependency_descriptor_extension
+            .and_then(|id| header.extension(&packet, id))
+        {
+            let reader = stream
+                .dependency_descriptor
+                .get_or_insert_with(Default::default);
+            match (reader.read(ext), info.as_mut()) {
+                (Ok(dd), Some(i)) => i.apply_dependency_descriptor(&dd),
+                (Err(_), Some(i)) => i.keyframe = false,
+                _ => {}
+            }
+        }
         if info.is_some_and(|i| i.keyframe)
             && codec == Codec::Vp8
             && let Some(size) = codecs::vp8::keyframe_size(payload)
         {
             stream.resolution = Some((size.width, size.height));
         }
+        if info.is_some_and(|i| i.keyframe) {
+            // The keyframe any waiting subscriber asked for is here: a deferred request is stale.
+            stream.keyframe_requests.on_keyframe();
+        }
+        let restarted = !was_active && producer.streams.len() > 1;
         // Fan out: the one copy per subscriber (its own header and keys).
         for cid in &producer.consumers {
             let Some(consumer) = self.consumers.get_mut(cid) else {
@@ -1187,6 +1220,11 @@ impl Worker {
             };
             if consumer.paused {
                 continue;
+            }
+            if restarted {
+                // A stream (re)started: consumers that want it can take this very keyframe.
+                let target = consumer.choose_stream(&producer.streams, now);
+                consumer.set_target_stream(target);
             }
             let Some(out_t) = self.transports.get_mut(&consumer.transport) else {
                 continue;

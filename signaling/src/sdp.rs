@@ -346,6 +346,8 @@ const ACCEPTED_EXTENSIONS: &[&str] = &[
     extension_uri::VIDEO_ORIENTATION,
     // The server sends transport-wide CC feedback, so browsers estimate their send rate.
     extension_uri::TRANSPORT_CC,
+    // Read for keyframes, layers and switch points of simulcast/SVC; never forwarded.
+    extension_uri::DEPENDENCY_DESCRIPTOR,
 ];
 
 /// Whether the server forwards this codec.
