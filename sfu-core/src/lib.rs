@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 pub mod active_speaker;
+pub mod allocator;
 pub mod buffer_pool;
 pub mod client_hello;
 pub mod codecs;
