@@ -32,9 +32,11 @@ const CONSOLE_LINES_KEPT = 300;
 
 /**
  * Runs `body(room)` with a fresh server and browser, and always cleans up. On failure prints
- * each page's stats, client state and console, and the server's output, then rethrows.
+ * each page's stats, client state and console, what the test added with `room.addDiagnostics`,
+ * and the server's output, then rethrows. `chromiumArgs` are added to the browser's flags
+ * (e.g. `--use-file-for-fake-audio-capture=…`).
  */
-export async function withRoom(body) {
+export async function withRoom(body, { chromiumArgs = [] } = {}) {
   const server = await Server.start();
   const profile = await fs.mkdtemp(path.join(os.tmpdir(), 'sfu-e2e-chromium-'));
   const room = new Room(server, `e2e-${Math.random().toString(36).slice(2, 8)}`);
@@ -42,7 +44,7 @@ export async function withRoom(body) {
     room.context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM_BIN,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...chromiumArgs],
       viewport: { width: 1000, height: 700 },
     });
     await body(room);
@@ -62,14 +64,27 @@ export class Room {
     this.name = name;
     this.context = null;
     this.participants = [];
+    this.extraDiagnostics = [];
   }
 
-  /** Opens a page that joins this room as `name` (with ?autojoin=1) and waits until joined. */
-  async join(name) {
+  /**
+   * Adds a section to the failure report: `fn()` (may be async) returns text, called only if the
+   * test fails.
+   */
+  addDiagnostics(title, fn) {
+    this.extraDiagnostics.push({ title, fn });
+  }
+
+  /**
+   * Opens a page that joins this room as `name` (with ?autojoin=1) and waits until joined.
+   * `query` adds URL parameters of the web client, e.g. `{media: '0'}` to join as a viewer
+   * (see examples/web/app.js).
+   */
+  async join(name, { query: extra = {} } = {}) {
     const page = await this.context.newPage();
     const p = new Participant(name, page);
     this.participants.push(p);
-    const query = new URLSearchParams({ room: this.name, name, autojoin: '1' });
+    const query = new URLSearchParams({ room: this.name, name, autojoin: '1', ...extra });
     await page.goto(`${this.server.url}/?${query}`);
     p.sid = await p.waitFor(
       () => {
@@ -109,6 +124,14 @@ export class Room {
         }
       }
       parts.push('console:', ...p.console.slice(-80).map((l) => `  ${l}`));
+    }
+    for (const { title, fn } of this.extraDiagnostics) {
+      parts.push(`---- ${title} ----`);
+      try {
+        parts.push(String(await withTimeout(Promise.resolve().then(fn), 5_000)));
+      } catch (err) {
+        parts.push(`(failed: ${err.message})`);
+      }
     }
     parts.push('---- sfu-server output (tail) ----', this.server.tail());
     parts.push('======== end of e2e diagnostics ========');

@@ -2,11 +2,21 @@
 // controls. All protocol and WebRTC work happens in SfuClient; this file only renders its state.
 //
 // URL parameters: ?room=R&name=N fill the form; &autojoin=1 joins at once (used by the tests).
+// Publishing: &simulcast=0 sends one video encoding instead of three; &media=0 joins as a viewer
+// (no camera, no microphone); &mic=off / &cam=off join with that track turned off;
+// &audioprocessing=0 turns off echo cancellation, noise suppression and gain control.
+//
+// Each remote video asks the server for the simulcast layer that fits the size it is shown at
+// (`set_subscription` with `max_height` in device pixels), and pauses while it is off-screen or
+// hidden with its tile's "Hide video" button. The active speaker's tile is highlighted.
 
 import { SfuClient } from './client.js';
 
 const client = new SfuClient();
-window.sfuClient = client; // test hook: state, publishPc/subscribePc, stats()
+window.sfuClient = client; // test hook: state, publishPc/subscribePc, stats(), setSubscription()
+
+// How long a tile's size must stay put before the server is asked for another layer.
+const RESIZE_DEBOUNCE_MS = 300;
 
 const $ = (selector) => document.querySelector(selector);
 const form = $('#join-form');
@@ -35,7 +45,14 @@ async function join(room, name) {
   hideBanner();
   form.join.disabled = true;
   try {
-    await client.join({ room, name });
+    await client.join({
+      room,
+      name,
+      media: params.get('media') !== '0',
+      simulcast: params.get('simulcast') !== '0',
+      rawAudio: params.get('audioprocessing') === '0',
+      muted: { audio: params.get('mic') === 'off', video: params.get('cam') === 'off' },
+    });
     const url = new URL(location.href);
     url.searchParams.set('room', room);
     url.searchParams.set('name', name);
@@ -65,6 +82,7 @@ if (params.get('autojoin') === '1') join(form.room.value.trim(), form.name.value
 client.addEventListener('change', render);
 client.addEventListener('error', (ev) => showError(`${ev.detail.code}: ${ev.detail.message}`));
 client.addEventListener('closed', () => {
+  for (const id of [...watched.keys()]) unwatchVideo(id);
   tiles.replaceChildren();
   audioButton.hidden = true;
 });
@@ -79,6 +97,7 @@ client.addEventListener('track-added', ({ detail: { id, info, track } }) => {
     el.playsInline = true;
     el.muted = true; // the sound comes from the <audio> element
     tile.querySelector('.media').append(el);
+    watchVideo(id, el, tile);
   } else {
     tile.append(el);
   }
@@ -90,11 +109,75 @@ client.addEventListener('track-added', ({ detail: { id, info, track } }) => {
 });
 
 client.addEventListener('track-removed', ({ detail: { id } }) => {
+  unwatchVideo(id);
   for (const el of tiles.querySelectorAll(`[data-track-id="${CSS.escape(id)}"]`)) {
     el.srcObject = null;
     el.remove();
   }
   render();
+});
+
+// --- which layer each remote video asks for -------------------------------------------------
+
+/** Received video track id -> {el, tile, height, visible, timer}. */
+const watched = new Map();
+
+// The rendered size of each remote <video>: the layer asked for follows it (debounced).
+const resizeObserver = new ResizeObserver((entries) => {
+  for (const entry of entries) {
+    const w = watched.get(entry.target.dataset.trackId);
+    if (!w) continue;
+    w.height = Math.round(entry.contentRect.height * devicePixelRatio);
+    clearTimeout(w.timer);
+    w.timer = setTimeout(() => askForLayer(entry.target.dataset.trackId), RESIZE_DEBOUNCE_MS);
+  }
+});
+
+// Whether each remote <video> is on screen: one that is not is paused (at once: it saves the
+// bandwidth, and resuming waits for a keyframe anyway).
+const visibilityObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const w = watched.get(entry.target.dataset.trackId);
+    if (!w) continue;
+    w.visible = entry.isIntersecting;
+    askForLayer(entry.target.dataset.trackId);
+  }
+});
+
+function watchVideo(id, el, tile) {
+  watched.set(id, { el, tile, height: 0, visible: true, timer: null });
+  resizeObserver.observe(el);
+  visibilityObserver.observe(el);
+}
+
+function unwatchVideo(id) {
+  const w = watched.get(id);
+  if (!w) return;
+  clearTimeout(w.timer);
+  resizeObserver.unobserve(w.el);
+  visibilityObserver.unobserve(w.el);
+  watched.delete(id);
+}
+
+/** Tells the client what the page wants of track `id` now; it sends only what changed. */
+function askForLayer(id) {
+  const w = watched.get(id);
+  if (!w) return;
+  const hidden = w.tile.classList.contains('viewer-hidden');
+  const wish = { paused: hidden || !w.visible };
+  if (w.height > 0) wish.max_height = w.height;
+  client.autoSubscription(id, wish);
+}
+
+tiles.addEventListener('click', (ev) => {
+  const button = ev.target.closest('button.hide-video');
+  if (!button) return;
+  const tile = button.closest('.tile');
+  const hidden = !tile.classList.contains('viewer-hidden');
+  tile.classList.toggle('viewer-hidden', hidden);
+  button.textContent = hidden ? 'Show video' : 'Hide video';
+  button.setAttribute('aria-pressed', String(hidden));
+  for (const el of tile.querySelectorAll('video[data-track-id]')) askForLayer(el.dataset.trackId);
 });
 
 // --- rendering ------------------------------------------------------------------------------
@@ -131,6 +214,8 @@ function render() {
     const videoOff = !receiving.some((t) => t.kind === 'video' && !t.muted);
     setBadges(tile, audioOff, mine.some((t) => t.kind === 'video' && t.muted));
     tile.classList.toggle('video-off', videoOff);
+    tile.classList.toggle('speaking', client.activeSpeaker === sid);
+    tile.querySelector('.hide-video').hidden = !receiving.some((t) => t.kind === 'video');
   }
 
   list.replaceChildren(
@@ -149,6 +234,7 @@ function renderLocalTile() {
   if (!tile) {
     tile = newTile();
     tile.classList.add('local');
+    tile.querySelector('.hide-video').remove(); // our own preview costs no bandwidth
     tiles.prepend(tile);
   }
   const name = `${client.self.name} (you)`;
@@ -163,6 +249,7 @@ function renderLocalTile() {
     tile.querySelector('.media').append(video);
   }
   tile.classList.toggle('video-off', !video || client.isMuted('video'));
+  tile.classList.toggle('speaking', client.activeSpeaker !== null && client.activeSpeaker === client.self.sid);
   setBadges(tile, client.isMuted('audio'), client.isMuted('video') && !!video);
 }
 

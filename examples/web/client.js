@@ -15,14 +15,29 @@ const ICE_GATHERING_WAIT_MS = 1_000;
 const RTC_CONFIG = { iceServers: [] };
 
 const AUDIO_CONSTRAINTS = true;
+// Raw microphone: no echo cancellation, noise suppression or gain control (a steady tone stays
+// steady; the tests use it to make a speaker).
+const RAW_AUDIO_CONSTRAINTS = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
 const VIDEO_CONSTRAINTS = {
-  width: { ideal: 640 },
-  height: { ideal: 360 },
+  width: { ideal: 1280 },
+  height: { ideal: 720 },
   frameRate: { ideal: 20 },
 };
-// One encoding for now. Simulcast replaces this with e.g.
-// [{rid: 'q', scaleResolutionDownBy: 4}, {rid: 'h', scaleResolutionDownBy: 2}, {rid: 'f'}].
-const VIDEO_SEND_ENCODINGS = undefined;
+// Simulcast: three encodings, lowest quality first (the server numbers the layers in this order:
+// 0 = q). From a 1280x720 capture they are 320x180, 640x360 and 1280x720.
+const SIMULCAST_ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4 },
+  { rid: 'h', scaleResolutionDownBy: 2 },
+  { rid: 'f' },
+];
+// Where Chrome's bandwidth estimate for the publish connection starts, in kbit/s (the answer's
+// video codecs get `x-google-start-bitrate`). Chrome otherwise starts near 300 kbit/s: with no
+// congestion-control feedback from the server it then grows by about 8 % a second (the 720p
+// layer, which needs about 1.4 Mbit/s in all, came after about 20 s); with transport-cc
+// feedback it was seen taking 6 to 21 s. Congestion control still lowers it when needed.
+const START_BITRATE_KBPS = 2_000;
+/** The fields of a `set_subscription` request, besides `track`. */
+const SUBSCRIPTION_FIELDS = ['max_spatial', 'max_temporal', 'max_height', 'paused'];
 
 export class SfuClient extends EventTarget {
   constructor() {
@@ -53,6 +68,15 @@ export class SfuClient extends EventTarget {
     this.remoteTracks = {};
     /** Our published tracks: id -> {id, mid, kind, source, muted}. */
     this.localTracks = {};
+    /** The participant the server says is speaking (`active_speaker`): a sid, or null. */
+    this.activeSpeaker = null;
+    /**
+     * What we ask the server for each received video track (`set_subscription`):
+     * id -> {auto, manual, sent}. `auto` is the page's choice (shown height, paused when not
+     * shown), `manual` overrides it field by field (setSubscription), `sent` is the last
+     * request the server accepted.
+     */
+    this.subscriptions = {};
     /** Version of the last subscribe_offer answered. */
     this.subscribeVersion = 0;
     this.publishPc = null;
@@ -63,8 +87,21 @@ export class SfuClient extends EventTarget {
     this.receivers = new Map(); // track id -> MediaStreamTrack being rendered
   }
 
-  /** Fetches a development token, connects, joins `room` and publishes camera + microphone. */
-  async join({ room, name, identity = makeIdentity(name), media = true }) {
+  /**
+   * Fetches a development token, connects, joins `room` and publishes camera + microphone.
+   * Options: `media: false` joins as a viewer; `simulcast: false` publishes one video encoding
+   * instead of three; `rawAudio: true` turns off echo cancellation, noise suppression and gain
+   * control; `muted: {audio, video}` starts with that track turned off.
+   */
+  async join({
+    room,
+    name,
+    identity = makeIdentity(name),
+    media = true,
+    simulcast = true,
+    rawAudio = false,
+    muted = {},
+  }) {
     if (this.signaling) throw new Error('already joined');
     this.lastError = null;
     let token;
@@ -106,7 +143,9 @@ export class SfuClient extends EventTarget {
     }
 
     // A failure to publish leaves us in the room as a viewer.
-    if (media) await this.#publishCameraAndMicrophone().catch((err) => this.#fail(err));
+    if (media) {
+      await this.#publishCameraAndMicrophone({ simulcast, rawAudio, muted }).catch((err) => this.#fail(err));
+    }
   }
 
   /** Asks the server to let us go, then tears everything down. */
@@ -163,6 +202,61 @@ export class SfuClient extends EventTarget {
     return track ? !track.enabled : true;
   }
 
+  /**
+   * Test hook and override of the page's choice: asks the server for a layer of the received
+   * video track `trackId` with `set_subscription`. The given fields (`max_spatial`,
+   * `max_temporal`, `max_height`, `paused`) override what the page asks for by itself (see
+   * `autoSubscription`) until the next call; `null` as the options gives the choice back to the
+   * page. Resolves with the server's `ok`, rejects with its `error`.
+   */
+  async setSubscription(trackId, options) {
+    if (!this.remoteTracks[trackId]) {
+      // Not one we receive: the server answers unknown_track (kept out of `subscriptions`).
+      if (!this.signaling) throw new Error('not joined');
+      return this.signaling.request('set_subscription', { track: trackId, ...pickSubscriptionFields(options ?? {}) });
+    }
+    const sub = this.#subscription(trackId);
+    sub.manual = options === null ? null : pickSubscriptionFields(options);
+    return this.#sendSubscription(trackId, { force: true });
+  }
+
+  /**
+   * The page's own wish for a received video track: `{max_height}` (the height it is shown at,
+   * in device pixels) and/or `{paused}` (not shown). Merged into what was asked before; sent
+   * only when the resulting request differs from the last one sent. Errors are reported as
+   * warnings only (the track may just have ended).
+   */
+  autoSubscription(trackId, wish) {
+    if (!this.remoteTracks[trackId]) return;
+    const sub = this.#subscription(trackId);
+    Object.assign(sub.auto, pickSubscriptionFields(wish));
+    this.#sendSubscription(trackId).catch((err) => console.warn(`set_subscription ${trackId}:`, err.message));
+  }
+
+  #subscription(trackId) {
+    // The server's default: the best layer, not paused.
+    this.subscriptions[trackId] ??= { auto: {}, manual: null, sent: subscriptionKey({ paused: false }), pending: null };
+    return this.subscriptions[trackId];
+  }
+
+  async #sendSubscription(trackId, { force = false } = {}) {
+    const sub = this.#subscription(trackId);
+    // The server replaces its preferences with each request: always send the whole wish.
+    const fields = { ...sub.auto, ...sub.manual };
+    if (fields.paused === undefined) fields.paused = false;
+    const key = subscriptionKey(fields);
+    if (!force && (sub.sent === key || sub.pending === key)) return null;
+    if (!this.signaling) throw new Error('not joined');
+    sub.pending = key;
+    try {
+      const answer = await this.signaling.request('set_subscription', { track: trackId, ...fields });
+      if (this.subscriptions[trackId] === sub) sub.sent = key;
+      return answer;
+    } finally {
+      if (sub.pending === key) sub.pending = null;
+    }
+  }
+
   /** The MediaStreamTrack we receive for a remote track id, if any. */
   mediaTrack(id) {
     return this.receivers.get(id) ?? null;
@@ -208,22 +302,40 @@ export class SfuClient extends EventTarget {
     return out;
   }
 
-  /** outbound-rtp per published mid: {kind, bytesSent, packetsSent, framesEncoded, frameWidth, frameHeight}. */
+  /**
+   * outbound-rtp per published mid and simulcast rid ("1/q", "1/h", "1/f"; just the mid for a
+   * single encoding): {kind, rid, active, bytesSent, packetsSent, framesEncoded, frameWidth,
+   * frameHeight, framesPerSecond, keyFramesEncoded, pliCount, nackCount, scalabilityMode,
+   * qualityLimitationReason}.
+   */
   async publishStats() {
     const out = {};
     for (const transceiver of this.publishPc?.getTransceivers() ?? []) {
+      const rtps = [];
       (await transceiver.sender.getStats()).forEach((s) => {
-        if (s.type !== 'outbound-rtp') return;
+        if (s.type === 'outbound-rtp') rtps.push(s);
+      });
+      // Lowest layer first, as published.
+      const order = (s) => SIMULCAST_ENCODINGS.findIndex((e) => e.rid === s.rid);
+      rtps.sort((a, b) => order(a) - order(b));
+      for (const s of rtps) {
         out[`${transceiver.mid}${s.rid ? `/${s.rid}` : ''}`] = {
           kind: s.kind,
+          rid: s.rid ?? null,
+          active: s.active,
           bytesSent: s.bytesSent,
           packetsSent: s.packetsSent,
           framesEncoded: s.framesEncoded,
           frameWidth: s.frameWidth,
           frameHeight: s.frameHeight,
+          framesPerSecond: s.framesPerSecond,
+          keyFramesEncoded: s.keyFramesEncoded,
+          pliCount: s.pliCount,
+          nackCount: s.nackCount,
+          scalabilityMode: s.scalabilityMode,
           qualityLimitationReason: s.qualityLimitationReason,
         };
-      });
+      }
     }
     return out;
   }
@@ -250,6 +362,8 @@ export class SfuClient extends EventTarget {
       publishedTracks: this.publishedTracks,
       remoteTracks: this.remoteTracks,
       localTracks: this.localTracks,
+      activeSpeaker: this.activeSpeaker,
+      subscriptions: this.subscriptions,
       lastError: this.lastError,
       subscribeVersion: this.subscribeVersion,
       publishPc: pcState(this.publishPc),
@@ -262,12 +376,13 @@ export class SfuClient extends EventTarget {
 
   // --- publishing -------------------------------------------------------------------------
 
-  async #publishCameraAndMicrophone() {
-    const stream = await getMedia();
+  async #publishCameraAndMicrophone({ simulcast, rawAudio, muted }) {
+    const stream = await getMedia(rawAudio ? RAW_AUDIO_CONSTRAINTS : AUDIO_CONSTRAINTS);
     if (!stream) {
       this.#fail(new Error('no camera or microphone available: joined without publishing'));
       return;
     }
+    for (const track of stream.getTracks()) if (muted[track.kind]) track.enabled = false;
     this.localStream = stream;
     this.#changed();
 
@@ -281,7 +396,8 @@ export class SfuClient extends EventTarget {
       const transceiver = pc.addTransceiver(track, {
         direction: 'sendonly',
         streams: [stream],
-        sendEncodings: VIDEO_SEND_ENCODINGS,
+        // A copy: Chrome keeps (and may change) the objects it is given.
+        sendEncodings: simulcast ? SIMULCAST_ENCODINGS.map((e) => ({ ...e })) : undefined,
       });
       published.push({ transceiver, source: 'camera' });
     }
@@ -295,7 +411,7 @@ export class SfuClient extends EventTarget {
       tracks: published.map(({ transceiver, source }) => ({ mid: transceiver.mid, source })),
     });
     this.sdp.publishAnswer = answer.sdp;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+    await pc.setRemoteDescription({ type: 'answer', sdp: withStartBitrate(answer.sdp) });
 
     for (const t of answer.tracks ?? []) {
       const transceiver = published.find((p) => p.transceiver.mid === String(t.mid))?.transceiver;
@@ -305,8 +421,8 @@ export class SfuClient extends EventTarget {
       if (muted) this.signaling.request('mute', { track: t.id, muted: true }).catch((e) => this.#fail(e));
     }
 
-    // Keep the resolution; let the frame rate drop under congestion. (A single encoding starts
-    // at a quarter of the capture size otherwise and takes many seconds to climb.)
+    // Keep the resolution; let the frame rate drop under congestion. (An encoding starts at a
+    // quarter of its size otherwise and takes many seconds to climb.)
     for (const { transceiver } of published) {
       if (transceiver.sender.track?.kind !== 'video') continue;
       try {
@@ -346,6 +462,9 @@ export class SfuClient extends EventTarget {
         break;
       case 'track_muted':
         this.#onTrackMuted(frame.track, frame.muted);
+        break;
+      case 'active_speaker':
+        this.activeSpeaker = frame.participant ?? null;
         break;
       case 'error':
         this.#fail(frame);
@@ -424,12 +543,14 @@ export class SfuClient extends EventTarget {
       if (t.participant === sid) this.#removeRemoteTrack(id);
     }
     delete this.participants[sid];
+    if (this.activeSpeaker === sid) this.activeSpeaker = null;
   }
 
   #removeRemoteTrack(id) {
     const info = this.remoteTracks[id];
     if (!info) return;
     delete this.remoteTracks[id];
+    delete this.subscriptions[id];
     this.receivers.delete(id);
     this.#emit('track-removed', { id, info });
   }
@@ -498,12 +619,54 @@ function makeIdentity(name) {
   return `${slug}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
+/** The known `set_subscription` fields of `options` that are set (null and undefined are left out). */
+function pickSubscriptionFields(options = {}) {
+  const out = {};
+  for (const k of SUBSCRIPTION_FIELDS) if (options[k] !== undefined && options[k] !== null) out[k] = options[k];
+  return out;
+}
+
+/** The publish answer with `x-google-start-bitrate` on every video codec (see START_BITRATE_KBPS). */
+function withStartBitrate(sdp) {
+  const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+  const param = `x-google-start-bitrate=${START_BITRATE_KBPS}`;
+  const out = [];
+  const sections = sdp.split(/\r?\n(?=m=)/);
+  for (const section of sections) {
+    const lines = section.split(/\r?\n/);
+    if (!lines[0].startsWith('m=video')) {
+      out.push(section);
+      continue;
+    }
+    const codecs = lines
+      .map((l) => /^a=rtpmap:(\d+) (\S+)\//.exec(l))
+      .filter((m) => m && !/^(rtx|red|ulpfec|flexfec-03)$/i.test(m[2]))
+      .map((m) => m[1]);
+    const munged = lines.map((l) => {
+      const fmtp = /^a=fmtp:(\d+) /.exec(l);
+      return fmtp && codecs.includes(fmtp[1]) && !l.includes('x-google-start-bitrate') ? `${l};${param}` : l;
+    });
+    for (const pt of codecs) {
+      if (!lines.some((l) => l.startsWith(`a=fmtp:${pt} `))) {
+        const at = munged.findIndex((l) => l.startsWith(`a=rtpmap:${pt} `));
+        munged.splice(at + 1, 0, `a=fmtp:${pt} ${param}`);
+      }
+    }
+    out.push(munged.join(eol));
+  }
+  return out.join(eol);
+}
+
+function subscriptionKey(fields) {
+  return JSON.stringify(SUBSCRIPTION_FIELDS.map((k) => fields[k] ?? null));
+}
+
 /** Camera and microphone, or whichever of them exists; null if neither. */
-async function getMedia() {
+async function getMedia(audio) {
   for (const constraints of [
-    { audio: AUDIO_CONSTRAINTS, video: VIDEO_CONSTRAINTS },
+    { audio, video: VIDEO_CONSTRAINTS },
     { video: VIDEO_CONSTRAINTS },
-    { audio: AUDIO_CONSTRAINTS },
+    { audio },
   ]) {
     try {
       return await navigator.mediaDevices.getUserMedia(constraints);

@@ -11,7 +11,10 @@
 //! what it sent from its own history on RTX ([`SimPeer::enable_rtx`]). [`SimNetwork`] owns a
 //! worker and several peers, carries datagrams between them by address (optionally losing some,
 //! from seeded generators, everywhere or on one leg, and optionally after a fixed latency) and
-//! advances virtual time from one deadline to the next. Nothing here reads a clock (apart from one `Instant::now()` that
+//! advances virtual time from one deadline to the next. Each direction of a peer's link can
+//! also be given a [`LinkConfig`] ([`SimNetwork::set_link`]): a bottleneck of limited capacity
+//! with a tail-drop buffer, propagation delay with jitter, and loss, with per-link counters,
+//! queueing-delay percentiles and a time series ([`SimNetwork::link_report`]). Nothing here reads a clock (apart from one `Instant::now()` that
 //! anchors a network's virtual time), touches a socket or sleeps; all randomness that shapes
 //! behaviour is seeded, so a simulation replays identically. No input from the network can
 //! make anything here panic. Compiled for tests and with the `sim` feature only.
@@ -1587,6 +1590,9 @@ pub struct NetworkStats {
     pub lost: u64,
     /// Datagrams addressed to nobody on the network.
     pub undeliverable: u64,
+    /// Datagrams tail-dropped by the bottleneck buffer of a link ([`SimNetwork::set_link`]).
+    /// Random loss on a link counts in [`Self::lost`].
+    pub queue_dropped: u64,
     /// Times time had to be forced forward because a deadline did not move.
     pub stuck_timers: u64,
 }
@@ -1604,6 +1610,562 @@ pub struct Datagram<'a> {
 
 /// Decides whether to drop a datagram (`true` drops it): targeted loss for tests.
 pub type DropFilter = Box<dyn FnMut(&Datagram<'_>) -> bool + Send>;
+
+/// One direction of the link between a peer and the rest of the network (see
+/// [`SimNetwork::set_link`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Datagrams addressed to the peer: its downlink (worker → peer).
+    ToPeer,
+    /// Datagrams the peer sends: its uplink (peer → worker).
+    FromPeer,
+}
+
+/// A simulated link: a bottleneck FIFO serialising datagrams at [`Self::capacity_bps`] with a
+/// tail-drop buffer of [`Self::queue_bytes`], then [`Self::delay`] ± [`Self::jitter`] of
+/// propagation, then random [`Self::loss`]. Attach one to a direction of a peer's address with
+/// [`SimNetwork::set_link`]. All randomness comes from generators seeded by [`Self::seed`], so
+/// a link replays the same datagram schedule for the same traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    /// Bottleneck rate in bits per second; `None` is unlimited (no serialisation, no queue).
+    /// A datagram of `n` bytes occupies the bottleneck for `n * 8 / capacity_bps` seconds.
+    /// `Some(0)` is taken as 1 bit/s: a stalled link (its queue fills, then tail-drops).
+    pub capacity_bps: Option<u64>,
+    /// One-way propagation delay after the bottleneck (added to [`SimNetwork::set_latency`]).
+    pub delay: Duration,
+    /// Each datagram's propagation delay is `delay + j`, `j` uniform in `[-jitter, +jitter]`
+    /// (never below zero: with `jitter > delay` the low end is clamped at `delay - delay`).
+    /// Unless [`Self::allow_reordering`], a datagram never arrives before the one sent ahead
+    /// of it on the link (it waits for it, as behind a FIFO), which keeps every arrival within
+    /// `delay ± jitter` of its departure from the bottleneck.
+    pub jitter: Duration,
+    /// Lets jitter reorder datagrams: each one keeps its own `delay + j`, so a datagram can be
+    /// overtaken only by one that left the bottleneck less than `2 * jitter` after it.
+    pub allow_reordering: bool,
+    /// Probability that a datagram that went through the bottleneck is lost on the way
+    /// (it still occupied the bottleneck).
+    pub loss: f64,
+    /// Tail-drop limit of the bottleneck buffer: a datagram is dropped when the bytes not yet
+    /// serialised (the rest of the one on the wire included) plus its own would exceed this.
+    /// The waiting time before serialisation therefore stays below `queue_bytes * 8 /
+    /// capacity_bps`. `usize::MAX` (the default) never drops. Unused without a capacity.
+    pub queue_bytes: usize,
+    /// Seeds the jitter and loss generators (two independent streams).
+    pub seed: u64,
+    /// Interval of the link's time series ([`SimNetwork::link_series`]); 100 ms by default.
+    /// Intervals are aligned on the network's start, so series of different links line up.
+    pub sample_interval: Duration,
+}
+
+impl Default for LinkConfig {
+    /// An unlimited, instantaneous, lossless link (behaves as no link at all, but counts).
+    fn default() -> Self {
+        Self {
+            capacity_bps: None,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            allow_reordering: false,
+            loss: 0.0,
+            queue_bytes: usize::MAX,
+            seed: 1,
+            sample_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl LinkConfig {
+    /// A bottleneck of `capacity_bps` with a buffer of `queue_bytes`, no delay, no loss.
+    pub fn bottleneck(capacity_bps: u64, queue_bytes: usize) -> Self {
+        Self {
+            capacity_bps: Some(capacity_bps),
+            queue_bytes,
+            ..Self::default()
+        }
+    }
+
+    /// The buffer that holds `queue_delay` worth of data at `capacity_bps`.
+    pub fn queue_bytes_for(capacity_bps: u64, queue_delay: Duration) -> usize {
+        let bytes = u128::from(capacity_bps) * queue_delay.as_nanos() / 8_000_000_000;
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    }
+}
+
+/// Counters of one direction of a link, since [`SimNetwork::set_link`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Datagrams handed to the link.
+    pub offered_datagrams: u64,
+    /// Bytes handed to the link.
+    pub offered_bytes: u64,
+    /// Datagrams that came out of the link at their destination.
+    pub delivered_datagrams: u64,
+    /// Bytes that came out of the link.
+    pub delivered_bytes: u64,
+    /// Datagrams tail-dropped by the bottleneck buffer.
+    pub queue_dropped_datagrams: u64,
+    /// Bytes tail-dropped by the bottleneck buffer.
+    pub queue_dropped_bytes: u64,
+    /// Datagrams lost after the bottleneck ([`LinkConfig::loss`]).
+    pub lost_datagrams: u64,
+    /// Bytes lost after the bottleneck.
+    pub lost_bytes: u64,
+}
+
+/// Distribution of the queueing delays (waiting time in the bottleneck buffer before
+/// serialisation starts) of the datagrams a link accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DelaySummary {
+    /// Samples (datagrams accepted by the buffer).
+    pub count: usize,
+    /// Median (nearest rank).
+    pub p50: Duration,
+    /// 95th percentile (nearest rank).
+    pub p95: Duration,
+    /// Largest.
+    pub max: Duration,
+    /// Mean.
+    pub mean: Duration,
+}
+
+impl DelaySummary {
+    /// The summary of `samples` (all zero when there are none).
+    pub fn of(samples: &[Duration]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        let rank = |q: f64| {
+            let i = ((q * sorted.len() as f64).ceil() as usize).saturating_sub(1);
+            sorted.get(i).copied().unwrap_or_default()
+        };
+        let total: u128 = sorted.iter().map(Duration::as_nanos).sum();
+        let mean = total / sorted.len() as u128;
+        Self {
+            count: sorted.len(),
+            p50: rank(0.50),
+            p95: rank(0.95),
+            max: sorted.last().copied().unwrap_or_default(),
+            mean: Duration::from_nanos(u64::try_from(mean).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// One interval of a link's time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSample {
+    /// Start of the interval, since the network's start ([`SimNetwork::elapsed`]).
+    pub start: Duration,
+    /// Length of the interval.
+    pub duration: Duration,
+    /// Bytes offered to the link during the interval.
+    pub offered_bytes: u64,
+    /// Bytes that came out of the link during the interval.
+    pub delivered_bytes: u64,
+    /// Datagrams that came out of the link during the interval.
+    pub delivered_datagrams: u64,
+    /// Delivered bits per second over the interval.
+    pub delivered_bps: u64,
+    /// Datagrams tail-dropped during the interval.
+    pub queue_dropped: u64,
+    /// Datagrams lost after the bottleneck during the interval.
+    pub lost: u64,
+    /// Queueing delay at the end of the interval: how long a datagram offered then would
+    /// wait before its serialisation starts.
+    pub queue_delay: Duration,
+    /// Bytes not yet serialised at the end of the interval.
+    pub queue_bytes: usize,
+    /// The bottleneck's capacity at the end of the interval.
+    pub capacity_bps: Option<u64>,
+}
+
+/// Everything known about one direction of a link, for scenario reports (its `Display` is a
+/// small table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkReport {
+    /// The peer address the link is attached to.
+    pub addr: SocketAddr,
+    /// The direction.
+    pub direction: Direction,
+    /// The current configuration.
+    pub config: LinkConfig,
+    /// Counters.
+    pub stats: LinkStats,
+    /// Queueing delays of the accepted datagrams.
+    pub queue_delay: DelaySummary,
+    /// The completed intervals of the time series.
+    pub series: Vec<LinkSample>,
+}
+
+impl std::fmt::Display for LinkReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stats;
+        let capacity = self
+            .config
+            .capacity_bps
+            .map_or_else(|| "unlimited".to_owned(), |c| format!("{c} bit/s"));
+        writeln!(
+            f,
+            "link {} {:?}: {capacity}, delay {:?} ± {:?}, loss {}, queue {} B",
+            self.addr,
+            self.direction,
+            self.config.delay,
+            self.config.jitter,
+            self.config.loss,
+            self.config.queue_bytes
+        )?;
+        writeln!(
+            f,
+            "  offered {} dgrams / {} B, delivered {} / {} B, queue-dropped {} / {} B, lost {} / {} B",
+            s.offered_datagrams,
+            s.offered_bytes,
+            s.delivered_datagrams,
+            s.delivered_bytes,
+            s.queue_dropped_datagrams,
+            s.queue_dropped_bytes,
+            s.lost_datagrams,
+            s.lost_bytes
+        )?;
+        let d = &self.queue_delay;
+        writeln!(
+            f,
+            "  queueing delay: {} samples, p50 {:?}, p95 {:?}, max {:?}, mean {:?}",
+            d.count, d.p50, d.p95, d.max, d.mean
+        )?;
+        writeln!(
+            f,
+            "  {:>9} {:>12} {:>8} {:>6} {:>12} {:>9}",
+            "t (s)", "kbit/s", "drops", "lost", "queue delay", "queue B"
+        )?;
+        for x in &self.series {
+            writeln!(
+                f,
+                "  {:>9.3} {:>12.1} {:>8} {:>6} {:>12?} {:>9}",
+                x.start.as_secs_f64(),
+                x.delivered_bps as f64 / 1000.0,
+                x.queue_dropped,
+                x.lost,
+                x.queue_delay,
+                x.queue_bytes
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A datagram accepted by a capacity-limited link and not yet fully serialised.
+#[derive(Debug, Clone)]
+struct Queued {
+    offered: Instant,
+    /// Serialisation start and end.
+    start: Instant,
+    end: Instant,
+    bytes: usize,
+    /// The drawn jitter, in nanoseconds.
+    jitter_ns: i64,
+    /// When it leaves the link (kept for lost datagrams too, for the order of the next ones).
+    arrival: Instant,
+    /// Its key in [`SimNetwork::in_flight`] and the network latency added to `arrival`
+    /// there; `None` when lost after the bottleneck.
+    flight: Option<((Instant, u64), Duration)>,
+    /// Its queueing-delay sample.
+    sample: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    offered_bytes: u64,
+    delivered_bytes: u64,
+    delivered_datagrams: u64,
+    queue_dropped: u64,
+    lost: u64,
+}
+
+/// What a link did with a datagram.
+enum LinkOutcome {
+    /// Tail-dropped by the bottleneck buffer.
+    QueueDropped,
+    /// Lost after the bottleneck.
+    Lost,
+    /// Leaves the link at this instant.
+    Arrives(Instant),
+}
+
+/// One direction of a link and its state.
+#[derive(Debug, Clone)]
+struct Link {
+    config: LinkConfig,
+    jitter_rng: SimRng,
+    loss_rng: SimRng,
+    /// Accepted datagrams whose serialisation has not ended (capacity-limited links only).
+    queue: VecDeque<Queued>,
+    /// Bytes of the datagrams in `queue`.
+    queued_bytes: usize,
+    /// Arrival of the last datagram that left `queue` (or of the last one on an unlimited link).
+    settled_arrival: Option<Instant>,
+    stats: LinkStats,
+    delay_samples: Vec<Duration>,
+    series: Vec<LinkSample>,
+    bucket: Bucket,
+    bucket_start: Instant,
+    origin: Instant,
+}
+
+fn loss_seed(seed: u64) -> u64 {
+    SimRng::new(seed ^ 0x6C6F_7373_5F72_6E67).next_u64()
+}
+
+/// Nanoseconds to serialise `bits` at `capacity` bit/s, rounded up (capacity 0 counts as 1).
+fn serialisation_time(bits: u128, capacity: u64) -> Duration {
+    let nanos = (bits * 1_000_000_000).div_ceil(u128::from(capacity.max(1)));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+fn sanitize(mut config: LinkConfig) -> LinkConfig {
+    config.loss = if config.loss.is_nan() {
+        0.0
+    } else {
+        config.loss.clamp(0.0, 1.0)
+    };
+    if config.sample_interval.is_zero() {
+        config.sample_interval = Duration::from_millis(100);
+    }
+    config
+}
+
+impl Link {
+    fn new(config: LinkConfig, now: Instant, origin: Instant) -> Self {
+        let config = sanitize(config);
+        let interval = config.sample_interval.as_nanos().max(1);
+        let since = now.saturating_duration_since(origin).as_nanos();
+        let aligned = since - since % interval;
+        let bucket_start = origin + Duration::from_nanos(u64::try_from(aligned).unwrap_or(0));
+        Self {
+            jitter_rng: SimRng::new(config.seed),
+            loss_rng: SimRng::new(loss_seed(config.seed)),
+            config,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            settled_arrival: None,
+            stats: LinkStats::default(),
+            delay_samples: Vec::new(),
+            series: Vec::new(),
+            bucket: Bucket::default(),
+            bucket_start,
+            origin,
+        }
+    }
+
+    /// Forgets the datagrams whose serialisation ended by `now`.
+    fn pop_finished(&mut self, now: Instant) {
+        while let Some(q) = self.queue.front() {
+            if q.end > now {
+                break;
+            }
+            self.queued_bytes = self.queued_bytes.saturating_sub(q.bytes);
+            self.settled_arrival = Some(q.arrival);
+            self.queue.pop_front();
+        }
+    }
+
+    /// Bytes not yet serialised at `at` (which must not be before the last change).
+    fn backlog_at(&self, at: Instant) -> usize {
+        let capacity = self.config.capacity_bps.unwrap_or(u64::MAX).max(1);
+        let mut total = 0usize;
+        for q in &self.queue {
+            if q.end <= at {
+                continue;
+            }
+            if q.start < at {
+                let bits = (q.end - at).as_nanos() * u128::from(capacity);
+                let bytes = usize::try_from(bits.div_ceil(8_000_000_000)).unwrap_or(usize::MAX);
+                total = total.saturating_add(bytes.min(q.bytes));
+            } else {
+                total = total.saturating_add(q.bytes);
+            }
+        }
+        total
+    }
+
+    /// The queueing delay a datagram offered at `at` would see.
+    fn queue_delay_at(&self, at: Instant) -> Duration {
+        self.queue
+            .back()
+            .map_or(Duration::ZERO, |q| q.end.saturating_duration_since(at))
+    }
+
+    /// Closes the time-series intervals that ended by `now`.
+    fn roll(&mut self, now: Instant) {
+        let interval = self.config.sample_interval;
+        while self.bucket_start + interval <= now {
+            let end = self.bucket_start + interval;
+            let b = std::mem::take(&mut self.bucket);
+            let bps =
+                u128::from(b.delivered_bytes) * 8 * 1_000_000_000 / interval.as_nanos().max(1);
+            self.series.push(LinkSample {
+                start: self.bucket_start.saturating_duration_since(self.origin),
+                duration: interval,
+                offered_bytes: b.offered_bytes,
+                delivered_bytes: b.delivered_bytes,
+                delivered_datagrams: b.delivered_datagrams,
+                delivered_bps: u64::try_from(bps).unwrap_or(u64::MAX),
+                queue_dropped: b.queue_dropped,
+                lost: b.lost,
+                queue_delay: self.queue_delay_at(end),
+                queue_bytes: self.backlog_at(end),
+                capacity_bps: self.config.capacity_bps,
+            });
+            self.bucket_start = end;
+        }
+    }
+
+    /// When a datagram that left the bottleneck at `departure` with jitter `jitter_ns`
+    /// arrives, the previous datagram on the link arriving at `previous`.
+    fn arrival(&self, departure: Instant, jitter_ns: i64, previous: Option<Instant>) -> Instant {
+        let delay = self.config.delay.as_nanos() as i128 + i128::from(jitter_ns);
+        let delay = Duration::from_nanos(u64::try_from(delay.max(0)).unwrap_or(u64::MAX));
+        let at = departure + delay;
+        match previous {
+            Some(p) if !self.config.allow_reordering && p > at => p,
+            _ => at,
+        }
+    }
+
+    fn previous_arrival(&self) -> Option<Instant> {
+        self.queue
+            .back()
+            .map(|q| q.arrival)
+            .or(self.settled_arrival)
+    }
+
+    /// Takes a datagram of `bytes` at `now`.
+    fn offer(&mut self, now: Instant, bytes: usize) -> LinkOutcome {
+        self.roll(now);
+        self.pop_finished(now);
+        let size = bytes as u64;
+        self.stats.offered_datagrams += 1;
+        self.stats.offered_bytes += size;
+        self.bucket.offered_bytes += size;
+        let (departure, wait, start) = match self.config.capacity_bps {
+            Some(capacity) => {
+                if self.backlog_at(now).saturating_add(bytes) > self.config.queue_bytes {
+                    self.stats.queue_dropped_datagrams += 1;
+                    self.stats.queue_dropped_bytes += size;
+                    self.bucket.queue_dropped += 1;
+                    return LinkOutcome::QueueDropped;
+                }
+                let start = self.queue.back().map_or(now, |q| q.end.max(now));
+                let end = start + serialisation_time(u128::from(size) * 8, capacity);
+                (end, start - now, start)
+            }
+            None => (now, Duration::ZERO, now),
+        };
+        let jitter = i64::try_from(self.config.jitter.as_nanos()).unwrap_or(i64::MAX / 2);
+        let jitter_ns = if jitter > 0 {
+            let span = (jitter as u64).saturating_mul(2).saturating_add(1);
+            self.jitter_rng.below(span) as i64 - jitter
+        } else {
+            0
+        };
+        let arrival = self.arrival(departure, jitter_ns, self.previous_arrival());
+        let lost = self.config.loss > 0.0 && self.loss_rng.next_f64() < self.config.loss;
+        let sample = self.delay_samples.len();
+        self.delay_samples.push(wait);
+        if self.config.capacity_bps.is_some() {
+            self.queued_bytes = self.queued_bytes.saturating_add(bytes);
+            self.queue.push_back(Queued {
+                offered: now,
+                start,
+                end: departure,
+                bytes,
+                jitter_ns,
+                arrival,
+                flight: None,
+                sample,
+            });
+        } else {
+            self.settled_arrival = Some(arrival);
+        }
+        if lost {
+            self.stats.lost_datagrams += 1;
+            self.stats.lost_bytes += size;
+            self.bucket.lost += 1;
+            return LinkOutcome::Lost;
+        }
+        LinkOutcome::Arrives(arrival)
+    }
+
+    /// Records where the datagram just offered waits in the network's in-flight map.
+    fn attach_flight(&mut self, key: (Instant, u64), latency: Duration) {
+        if let Some(q) = self.queue.back_mut() {
+            q.flight = Some((key, latency));
+        }
+    }
+
+    /// Counts a datagram that came out of the link at `at`.
+    fn delivered(&mut self, at: Instant, bytes: usize) {
+        self.roll(at);
+        self.stats.delivered_datagrams += 1;
+        self.stats.delivered_bytes += bytes as u64;
+        self.bucket.delivered_bytes += bytes as u64;
+        self.bucket.delivered_datagrams += 1;
+    }
+
+    /// Applies `config` from `now` on: the datagrams still in the bottleneck are serialised
+    /// at the new capacity (the one on the wire keeps the part already sent) and propagate
+    /// with the new delay. Returns the in-flight keys to move (old, new).
+    fn reconfigure(
+        &mut self,
+        now: Instant,
+        config: LinkConfig,
+    ) -> Vec<((Instant, u64), (Instant, u64))> {
+        self.roll(now);
+        self.pop_finished(now);
+        let old_capacity = self.config.capacity_bps;
+        let mut config = sanitize(config);
+        // The series keeps its intervals.
+        config.sample_interval = self.config.sample_interval;
+        self.config = config;
+        let mut moves = Vec::new();
+        let mut previous = self.settled_arrival;
+        let mut t = now;
+        let mut queue = std::mem::take(&mut self.queue);
+        for (i, q) in queue.iter_mut().enumerate() {
+            let on_wire = i == 0 && q.start < now;
+            let bits = if on_wire {
+                let capacity = old_capacity.unwrap_or(u64::MAX).max(1);
+                ((q.end - now).as_nanos() * u128::from(capacity))
+                    .div_ceil(1_000_000_000)
+                    .min(q.bytes as u128 * 8)
+            } else {
+                q.start = t;
+                if let Some(s) = self.delay_samples.get_mut(q.sample) {
+                    *s = t.saturating_duration_since(q.offered);
+                }
+                q.bytes as u128 * 8
+            };
+            q.end = match self.config.capacity_bps {
+                Some(capacity) => t + serialisation_time(bits, capacity),
+                None => t,
+            };
+            t = q.end;
+            let arrival = self.arrival(q.end, q.jitter_ns, previous);
+            previous = Some(arrival);
+            q.arrival = arrival;
+            if let Some((key, latency)) = q.flight {
+                let new_key = (arrival + latency, key.1);
+                if new_key != key {
+                    moves.push((key, new_key));
+                    q.flight = Some((new_key, latency));
+                }
+            }
+        }
+        self.queue = queue;
+        self.pop_finished(now);
+        moves
+    }
+}
 
 /// The worker, its peers and the wires between them, on virtual time.
 pub struct SimNetwork {
@@ -1623,6 +2185,8 @@ pub struct SimNetwork {
     /// Delayed datagrams by arrival time (and order of sending, to keep FIFO per instant).
     in_flight: BTreeMap<(Instant, u64), InFlight>,
     flights: u64,
+    /// Link models by peer address and direction.
+    links: BTreeMap<(SocketAddr, Direction), Link>,
 }
 
 /// Random loss on the datagrams of one direction of one link.
@@ -1637,6 +2201,8 @@ struct InFlight {
     from: SocketAddr,
     to: SocketAddr,
     data: Vec<u8>,
+    /// The link it crosses, whose delivery counters it updates when it arrives.
+    link: Option<(SocketAddr, Direction)>,
 }
 
 /// Deliveries in one [`SimNetwork::deliver`] before it gives up (a ping-pong that never ends).
@@ -1674,6 +2240,7 @@ impl SimNetwork {
             latency: Duration::ZERO,
             in_flight: BTreeMap::new(),
             flights: 0,
+            links: BTreeMap::new(),
         }
     }
 
@@ -1708,13 +2275,154 @@ impl SimNetwork {
 
     /// Delays every datagram sent from now on by `latency` (one way; zero, the default,
     /// delivers at once). The round-trip time between a peer and the worker is twice this.
+    /// A datagram crossing a link ([`Self::set_link`]) gets this on top of the link's delay.
     pub fn set_latency(&mut self, latency: Duration) {
         self.latency = latency;
     }
 
-    /// Datagrams sent and not yet arrived (with a latency set).
+    /// Datagrams sent and not yet arrived (with a latency or a link).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Attaches a link model to one direction of the peer address `addr` (see [`LinkConfig`]):
+    /// [`Direction::ToPeer`] shapes the datagrams addressed to `addr`, [`Direction::FromPeer`]
+    /// those it sends (a datagram crosses at most one link: its sender's uplink if it has one,
+    /// otherwise its destination's downlink). A datagram first meets the network-wide loss,
+    /// drop filter and [`Self::add_link_loss`] rules when it is sent, then the link: the
+    /// bottleneck FIFO (tail drop), propagation delay and jitter, link loss, and arrives at
+    /// its computed instant plus [`Self::set_latency`]; [`Self::advance`], [`Self::step`],
+    /// [`Self::run_until`] and [`Self::next_timeout`] honour those instants. A link is tied to
+    /// the address, not to the peer: a peer that migrates leaves it behind.
+    ///
+    /// Replacing an existing link keeps its counters and series, restarts its generators from
+    /// the new seed and applies the new capacity and delay to the datagrams still in its
+    /// bottleneck, as [`Self::update_link_capacity`] does (its series interval stays).
+    pub fn set_link(&mut self, addr: SocketAddr, direction: Direction, config: LinkConfig) {
+        let now = self.now;
+        let key = (addr, direction);
+        if let Some(link) = self.links.get_mut(&key) {
+            link.jitter_rng = SimRng::new(config.seed);
+            link.loss_rng = SimRng::new(loss_seed(config.seed));
+            let moves = link.reconfigure(now, config);
+            self.move_flights(moves);
+        } else {
+            self.links.insert(key, Link::new(config, now, self.start));
+        }
+    }
+
+    /// Changes the capacity of a link from now on (`None`: unlimited): the datagrams still in
+    /// its bottleneck are serialised at the new rate (the one being sent keeps the part
+    /// already sent), so the delivered rate follows the step at once (after the propagation
+    /// delay). Returns whether the link exists.
+    pub fn update_link_capacity(
+        &mut self,
+        addr: SocketAddr,
+        direction: Direction,
+        capacity_bps: Option<u64>,
+    ) -> bool {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&(addr, direction)) else {
+            return false;
+        };
+        let config = LinkConfig {
+            capacity_bps,
+            ..link.config.clone()
+        };
+        let moves = link.reconfigure(now, config);
+        self.move_flights(moves);
+        true
+    }
+
+    /// Removes a link and returns its final report. Datagrams it already scheduled still
+    /// arrive when they were due (uncounted).
+    pub fn remove_link(&mut self, addr: SocketAddr, direction: Direction) -> Option<LinkReport> {
+        let report = self.link_report(addr, direction);
+        self.links.remove(&(addr, direction));
+        report
+    }
+
+    /// A link's configuration.
+    pub fn link_config(&self, addr: SocketAddr, direction: Direction) -> Option<&LinkConfig> {
+        self.links.get(&(addr, direction)).map(|l| &l.config)
+    }
+
+    /// A link's counters.
+    pub fn link_stats(&self, addr: SocketAddr, direction: Direction) -> Option<LinkStats> {
+        self.links.get(&(addr, direction)).map(|l| l.stats)
+    }
+
+    /// The queueing delay of every datagram a link's buffer accepted, in order of offer
+    /// (zero on an unlimited link).
+    pub fn link_queue_delays(&self, addr: SocketAddr, direction: Direction) -> Option<&[Duration]> {
+        self.links
+            .get(&(addr, direction))
+            .map(|l| l.delay_samples.as_slice())
+    }
+
+    /// p50/p95/max/mean of a link's queueing delays.
+    pub fn link_queue_delay(&self, addr: SocketAddr, direction: Direction) -> Option<DelaySummary> {
+        self.links
+            .get(&(addr, direction))
+            .map(|l| DelaySummary::of(&l.delay_samples))
+    }
+
+    /// A link's time series: one sample per completed [`LinkConfig::sample_interval`] (up to
+    /// virtual now as of the last advance).
+    pub fn link_series(&self, addr: SocketAddr, direction: Direction) -> Option<&[LinkSample]> {
+        self.links
+            .get(&(addr, direction))
+            .map(|l| l.series.as_slice())
+    }
+
+    /// A link's bottleneck now: bytes not yet serialised, and the queueing delay a datagram
+    /// offered now would see.
+    pub fn link_backlog(
+        &self,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> Option<(usize, Duration)> {
+        self.links
+            .get(&(addr, direction))
+            .map(|l| (l.backlog_at(self.now), l.queue_delay_at(self.now)))
+    }
+
+    /// Everything about one link, for a scenario report.
+    pub fn link_report(&self, addr: SocketAddr, direction: Direction) -> Option<LinkReport> {
+        self.links.get(&(addr, direction)).map(|l| LinkReport {
+            addr,
+            direction,
+            config: l.config.clone(),
+            stats: l.stats,
+            queue_delay: DelaySummary::of(&l.delay_samples),
+            series: l.series.clone(),
+        })
+    }
+
+    /// Reports of every link, by address then direction.
+    pub fn link_reports(&self) -> Vec<LinkReport> {
+        self.links
+            .keys()
+            .filter_map(|(addr, direction)| self.link_report(*addr, *direction))
+            .collect()
+    }
+
+    fn move_flights(&mut self, moves: Vec<((Instant, u64), (Instant, u64))>) {
+        let moved: Vec<_> = moves
+            .into_iter()
+            .filter_map(|(old, new)| self.in_flight.remove(&old).map(|f| (new, f)))
+            .collect();
+        for (new, f) in moved {
+            self.in_flight.insert(new, f);
+        }
+    }
+
+    /// Closes the links' time-series intervals that ended by now.
+    fn sync_links(&mut self) {
+        let now = self.now;
+        for link in self.links.values_mut() {
+            link.roll(now);
+        }
     }
 
     /// Drops every datagram `filter` returns `true` for (counted as lost), in addition to
@@ -1886,9 +2594,60 @@ impl SimNetwork {
         }
     }
 
-    /// Delivers a datagram that survived loss: at once, or after the latency.
+    /// The link a datagram from `from` to `to` crosses.
+    fn link_for(&self, from: SocketAddr, to: SocketAddr) -> Option<(SocketAddr, Direction)> {
+        if self.links.is_empty() {
+            return None;
+        }
+        [(from, Direction::FromPeer), (to, Direction::ToPeer)]
+            .into_iter()
+            .find(|key| self.links.contains_key(key))
+    }
+
+    /// Puts a datagram through link `key`: dropped, lost, or scheduled for its arrival.
+    fn send_on_link(
+        &mut self,
+        key: (SocketAddr, Direction),
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&key) else {
+            return;
+        };
+        match link.offer(now, data.len()) {
+            LinkOutcome::QueueDropped => self.stats.queue_dropped += 1,
+            LinkOutcome::Lost => self.stats.lost += 1,
+            LinkOutcome::Arrives(arrival) => {
+                let at = arrival + self.latency;
+                if at <= now {
+                    link.delivered(now, data.len());
+                    self.arrive(from, to, data);
+                } else {
+                    self.flights += 1;
+                    let flight = (at, self.flights);
+                    link.attach_flight(flight, self.latency);
+                    self.in_flight.insert(
+                        flight,
+                        InFlight {
+                            from,
+                            to,
+                            data: data.to_vec(),
+                            link: Some(key),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Delivers a datagram that survived loss: through its link if it crosses one, else at
+    /// once or after the latency.
     fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        if self.latency.is_zero() {
+        if let Some(key) = self.link_for(from, to) {
+            self.send_on_link(key, from, to, data);
+        } else if self.latency.is_zero() {
             self.arrive(from, to, data);
         } else {
             self.flights += 1;
@@ -1898,6 +2657,7 @@ impl SimNetwork {
                     from,
                     to,
                     data: data.to_vec(),
+                    link: None,
                 },
             );
         }
@@ -1921,8 +2681,11 @@ impl SimNetwork {
             if entry.key().0 > now {
                 break;
             }
-            let f = entry.remove();
+            let ((at, _), f) = entry.remove_entry();
             moved += 1;
+            if let Some(link) = f.link.and_then(|k| self.links.get_mut(&k)) {
+                link.delivered(at, f.data.len());
+            }
             self.arrive(f.from, f.to, &f.data);
         }
         while let Some(t) = self.worker.poll_transmit() {
@@ -2034,6 +2797,7 @@ impl SimNetwork {
         }
         self.fire_timeouts();
         self.deliver();
+        self.sync_links();
     }
 
     /// [`Self::advance_to`] `now + duration`.

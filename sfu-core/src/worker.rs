@@ -9,7 +9,7 @@
 //! route each RTP packet from its producer to every consumer.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -168,10 +168,10 @@ pub enum WorkerError {
 pub struct Worker {
     config: WorkerConfig,
     certificate: Arc<DtlsCertificate>,
-    routers: HashMap<RouterId, Router>,
-    transports: HashMap<TransportId, WebRtcTransport>,
-    producers: HashMap<ProducerId, Producer>,
-    consumers: HashMap<ConsumerId, Consumer>,
+    routers: BTreeMap<RouterId, Router>,
+    transports: BTreeMap<TransportId, WebRtcTransport>,
+    producers: BTreeMap<ProducerId, Producer>,
+    consumers: BTreeMap<ConsumerId, Consumer>,
     by_ufrag: HashMap<String, TransportId>,
     by_tuple: HashMap<SocketAddr, TransportId>,
     transmits: VecDeque<Transmit>,
@@ -185,7 +185,7 @@ pub struct Worker {
     nack_scratch: Vec<u16>,
     next_tuple_prune: Instant,
     next_layer_check: Instant,
-    speakers: HashMap<RouterId, ActiveSpeakerDetector<ProducerId>>,
+    speakers: BTreeMap<RouterId, ActiveSpeakerDetector<ProducerId>>,
 }
 
 impl Worker {
@@ -196,10 +196,10 @@ impl Worker {
         Ok(Self {
             config,
             certificate: Arc::new(DtlsCertificate::generate()?),
-            routers: HashMap::new(),
-            transports: HashMap::new(),
-            producers: HashMap::new(),
-            consumers: HashMap::new(),
+            routers: BTreeMap::new(),
+            transports: BTreeMap::new(),
+            producers: BTreeMap::new(),
+            consumers: BTreeMap::new(),
             by_ufrag: HashMap::new(),
             by_tuple: HashMap::new(),
             transmits: VecDeque::new(),
@@ -212,7 +212,7 @@ impl Worker {
             next_nack_poll: now,
             next_tuple_prune: now,
             next_layer_check: now,
-            speakers: HashMap::new(),
+            speakers: BTreeMap::new(),
             nack_scratch: Vec::new(),
         })
     }
@@ -308,6 +308,27 @@ impl Worker {
             fingerprint: self.certificate.fingerprint().clone(),
             candidates: self.config.announced_addresses.clone(),
         })
+    }
+
+    /// Restarts the connect deadlines of a transport nobody has used yet (no ICE check, no
+    /// DTLS): for a transport created ahead of its first offer, e.g. a subscriber's receive
+    /// transport in a room where nobody publishes yet, so it is not closed for a silence that
+    /// is only the signaling's.
+    pub fn rearm_transport(&mut self, now: Instant, id: TransportId) -> Result<(), WorkerError> {
+        let t = self
+            .transports
+            .get_mut(&id)
+            .ok_or(WorkerError::UnknownTransport(id))?;
+        if t.is_connected() || t.ice.selected_tuple().is_some() {
+            return Ok(());
+        }
+        t.ice = IceLiteAgent::new(
+            t.ice.local_ufrag().to_owned(),
+            t.ice.local_pwd().to_owned(),
+            now,
+        );
+        t.connect_deadline = now + crate::webrtc_transport::CONNECT_TIMEOUT;
+        Ok(())
     }
 
     /// Gives a transport the peer's DTLS fingerprint (from its answer).
@@ -714,7 +735,9 @@ impl Worker {
 
     /// Advances timers: ICE consent, DTLS retransmission, RTCP reports, deferred keyframe requests.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<TransportId> = self.transports.keys().copied().collect();
+        // In id order, so that a simulated run replays exactly (HashMap order is random).
+        let mut ids: Vec<TransportId> = self.transports.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             if let Some(t) = self.transports.get_mut(&id) {
                 t.ice.handle_timeout(now);
@@ -1437,7 +1460,7 @@ fn srtp_drop(e: &SrtpError) -> DropReason {
 /// Binds an authenticated packet's unknown SSRC to the producer its mid/rid names.
 fn bind_stream(
     t: &mut WebRtcTransport,
-    producers: &mut HashMap<ProducerId, Producer>,
+    producers: &mut BTreeMap<ProducerId, Producer>,
     header: &RtpHeader,
     packet: &[u8],
 ) -> Option<StreamBinding> {
@@ -1480,7 +1503,7 @@ fn bind_stream(
 fn send_twcc_feedback(
     now: Instant,
     t: &mut WebRtcTransport,
-    producers: &HashMap<ProducerId, Producer>,
+    producers: &BTreeMap<ProducerId, Producer>,
     transmits: &mut VecDeque<Transmit>,
     pool: &mut BufferPool,
 ) {

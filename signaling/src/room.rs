@@ -194,6 +194,8 @@ pub struct Room {
     tracks: BTreeMap<String, Track>,
     /// Participants whose queue overflowed, removed after the current command.
     evicted: Vec<String>,
+    /// The sid of the current dominant speaker.
+    active_speaker: Option<String>,
 }
 
 fn local(info: &WebRtcTransportInfo) -> LocalTransport {
@@ -232,6 +234,7 @@ impl Room {
             participants: BTreeMap::new(),
             tracks: BTreeMap::new(),
             evicted: Vec::new(),
+            active_speaker: None,
         })
     }
 
@@ -274,6 +277,7 @@ impl Room {
                     let participant = producer
                         .and_then(|p| self.tracks.values().find(|t| t.producer == p))
                         .map(|t| t.info.participant.clone());
+                    self.active_speaker.clone_from(&participant);
                     self.broadcast("", &ServerMessage::ActiveSpeaker { participant });
                 }
                 RoomCommand::Shutdown => {
@@ -387,6 +391,15 @@ impl Room {
             &sid,
             &ServerMessage::ParticipantJoined { participant: info },
         );
+        // A newcomer learns who is speaking now, not only at the next change.
+        if let Some(speaker) = self.active_speaker.clone() {
+            self.send(
+                &sid,
+                ServerMessage::ActiveSpeaker {
+                    participant: Some(speaker),
+                },
+            );
+        }
         if claims.grants.subscribe {
             let track_ids: Vec<String> = self.tracks.keys().cloned().collect();
             for t in track_ids {
@@ -682,9 +695,15 @@ impl Room {
         let transport = p.subscription.transport.id;
         let caps = sdp::subscriber_capabilities();
         let consumer_mid = mid.clone();
+        // The receive transport was created at join, idle until its first offer: its connect
+        // deadlines start now, not at join (a participant alone for a minute must not be cut).
+        let first_offer = p.subscription.version == 0;
         let result = self
             .worker
             .call(move |w, now| {
+                if first_offer {
+                    w.rearm_transport(now, transport)?;
+                }
                 let (id, params) =
                     w.consume(now, transport, producer, &caps, Some(consumer_mid))?;
                 if muted {

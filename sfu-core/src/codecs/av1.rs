@@ -179,7 +179,8 @@ impl<'a> Iterator for Obus<'a> {
         if self.rest.is_empty() || (self.count != 0 && self.index >= self.count) {
             return None;
         }
-        self.index += 1;
+        // Saturating: with W=0 (count unknown) a payload can hold more than 255 elements.
+        self.index = self.index.saturating_add(1);
         let data = if self.count != 0 && self.index == self.count {
             std::mem::take(&mut self.rest)
         } else {
