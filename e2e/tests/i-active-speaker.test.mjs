@@ -49,11 +49,9 @@ test('the participant who speaks becomes the active speaker, a muted one never d
           assert.ok(!seen.includes(quiet.sid), `${p.name} never saw Quiet as the active speaker: ${JSON.stringify(seen)}`);
         }
 
-        // Known server gap: `active_speaker` goes out only when the floor changes and `joined`
-        // does not say who has it, so someone joining mid-speech is not told.
+        // A newcomer is told the current speaker right after `joined`.
         await t.test(
           'someone joining while Speaker speaks learns who the active speaker is',
-          { todo: 'the server tells newcomers nothing about the current active speaker' },
           async () => {
             const late = await room.join('Latecomer', { query: { media: '0' } });
             await late.waitFor((sid) => window.sfuClient.activeSpeaker === sid, {
