@@ -13,17 +13,28 @@
 //! with the `sim` feature only (the `transport_receive` target drives a [`SimNetwork`]).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::TransportId;
+use bytes::Bytes;
+
 use crate::client_hello::{
     ClientHelloAssembler, ClientHelloError, ClientHelloProgress, MAX_CLIENT_HELLO,
 };
+use crate::codecs::dependency_descriptor::{
+    self as dd, ChainDiffs, DependencyDescriptor, DependencyStructure, Dti, Dtis, FrameDiffs,
+    FrameTemplate, Resolution,
+};
+use crate::codecs::vp8::Vp8Descriptor;
+use crate::codecs::{Codec, PacketInfo, describe, fuzz_entry};
+use crate::consumer::{Consumer, ConsumerPreferences};
+use crate::layer_selector::{ALL_TEMPORAL_LAYERS, Decision, LayerSelector};
+use crate::retransmission_buffer::{MAX_RESENDS, RetransmissionBuffer, StoredPacket};
 use crate::rtcp::{self, ReceptionReport, RtcpPart, RtcpReader};
 use crate::rtp_packet::{self, ExtensionProfile, MAX_EXTENSIONS, OutgoingHeader, RtpHeader};
+use crate::rtp_parameters::MediaKind;
 use crate::rtp_parameters::{
     RtcpFeedback, RtpCapabilities, RtpCodecParameters, RtpEncodingParameters, RtpHeaderExtension,
     RtpParameters, extension_uri,
@@ -35,6 +46,7 @@ use crate::stun::{
     self, IceRole, IntegrityKey, StunClass, StunError, StunMessage, StunMethod, attr,
 };
 use crate::webrtc_transport::TransportStats;
+use crate::{ConsumerId, ProducerId, TransportId};
 
 /// A fuzz target: takes the raw fuzzer input, panics only on a broken invariant.
 pub type Target = fn(&[u8]);
@@ -48,6 +60,14 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("srtp_unprotect", srtp_unprotect),
     ("seq_rewriter", seq_rewriter),
     ("transport_receive", transport_receive),
+    ("vp8_descriptor", vp8_descriptor),
+    ("vp8_rewriter", vp8_rewriter),
+    ("h264_keyframe", h264_keyframe),
+    ("vp9_descriptor", vp9_descriptor),
+    ("av1_aggregation", av1_aggregation),
+    ("dependency_descriptor", dependency_descriptor),
+    ("rtx_history", rtx_history),
+    ("layer_switcher", layer_switcher),
 ];
 
 /// The ICE password the `stun` target verifies MESSAGE-INTEGRITY with: RFC 5769's, so that the
@@ -1265,6 +1285,877 @@ pub fn transport_receive(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Codec parsers (bodies and oracles in `codecs::fuzz_entry`)
+// ---------------------------------------------------------------------------------------------
+
+/// The VP8 payload descriptor parser and keyframe header, then the picture-id rewriter on the
+/// same bytes read as a script ([`fuzz_entry::vp8`]).
+pub fn vp8_descriptor(data: &[u8]) {
+    fuzz_entry::vp8(data);
+}
+
+/// The VP8 picture-id / TL0PICIDX rewriter driven by a script of sources, frames, losses,
+/// reorders and drops ([`fuzz_entry::vp8_rewriter_script`] documents the layout).
+pub fn vp8_rewriter(data: &[u8]) {
+    fuzz_entry::vp8_rewriter_script(data);
+}
+
+/// H264 NAL unit types (single, STAP, MTAP, FU) and keyframe detection ([`fuzz_entry::h264`]).
+pub fn h264_keyframe(data: &[u8]) {
+    fuzz_entry::h264(data);
+}
+
+/// The VP9 payload descriptor, flexible and non-flexible, with a scalability structure
+/// ([`fuzz_entry::vp9`]).
+pub fn vp9_descriptor(data: &[u8]) {
+    fuzz_entry::vp9(data);
+}
+
+/// The AV1 aggregation header and the OBU elements behind it ([`fuzz_entry::av1`]).
+pub fn av1_aggregation(data: &[u8]) {
+    fuzz_entry::av1(data);
+}
+
+/// The dependency descriptor extension: parse, write, parse again, alone and through a
+/// reader ([`fuzz_entry::dependency_descriptor`]).
+pub fn dependency_descriptor(data: &[u8]) {
+    fuzz_entry::dependency_descriptor(data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rtx_history
+// ---------------------------------------------------------------------------------------------
+
+/// The capacity `rtx_history` asks for, from its first byte: the byte itself below `0xF0`,
+/// then `2^(b - 0xF0)` (1 to 16 384), and 40 000 (above the 32 768 clamp) for `0xFF`.
+fn rtx_capacity_request(b: u8) -> usize {
+    match b {
+        0..=0xEF => usize::from(b),
+        0xFF => 40_000,
+        _ => 1 << (b - 0xF0),
+    }
+}
+
+/// What the `rtx_history` model knows of one inserted packet.
+struct RtxRecord {
+    seq: u16,
+    /// When it was (first) sent, as inserted.
+    sent_at: Instant,
+    resends: u8,
+    last_resend: Option<Instant>,
+}
+
+/// A [`RetransmissionBuffer`] driven by a script. Input layout:
+/// `[capacity byte] [max_age ms u16] [first sequence u16] [op…]`, each op byte by its low two
+/// bits:
+///
+/// * `0`: insert the next sequence number (then skip `(op >> 2) & 3` numbers), sent
+///   `(op >> 4) × 16` ms ago;
+/// * `1`: insert a `u16` sequence number sent `u16` ms ago (both follow);
+/// * `2`: `take_for_resend` at the current time with `min_interval = (op >> 3) × 8` ms, of
+///   `next - 1 - u8` (bit 2 clear) or of a `u16` (bit 2 set);
+/// * `3`: advance time by `(op >> 2) × 5` ms, or by a `u16` of ms when that is 0.
+///
+/// Invariants: the capacity is the request rounded up to a power of two (at most 32 768) and
+/// never changes, whatever is inserted. Whatever comes back is the packet last stored under
+/// the sequence number asked for, unchanged but for `resends` and `sent_at = now`; a packet
+/// goes out at most [`MAX_RESENDS`] times, never twice within `min_interval`, and never
+/// later than `max_age` after it was sent. And a packet still held (not overwritten in its
+/// slot), young enough, not yet resent that often and not within `min_interval` is resent.
+pub fn rtx_history(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let requested = rtx_capacity_request(c.u8());
+    let max_age = Duration::from_millis(u64::from(c.u16()));
+    let mut next_seq = c.u16();
+    let mut buffer = RetransmissionBuffer::new(requested, max_age);
+    let capacity = buffer.capacity();
+    assert_eq!(
+        capacity,
+        requested.max(1).next_power_of_two().min(32_768),
+        "capacity for a request of {requested}"
+    );
+    let origin = Instant::now();
+    // Room before "now" for insertion ages of up to 65.5 s.
+    let mut clock = Duration::from_secs(100);
+    let mut records: Vec<RtxRecord> = Vec::new();
+    // Slot (sequence number modulo capacity) -> the record stored there last.
+    let mut slots: HashMap<usize, usize> = HashMap::new();
+    let slot_of = |seq: u16| usize::from(seq) & (capacity - 1);
+    while !c.is_empty() {
+        let now = origin + clock;
+        let op = c.u8();
+        match op & 3 {
+            0 | 1 => {
+                let (seq, age) = if op & 3 == 0 {
+                    let seq = next_seq;
+                    next_seq = next_seq.wrapping_add(1 + u16::from((op >> 2) & 3));
+                    (seq, u64::from(op >> 4) * 16)
+                } else {
+                    let seq = c.u16();
+                    next_seq = seq.wrapping_add(1);
+                    (seq, u64::from(c.u16()))
+                };
+                let sent_at = now - Duration::from_millis(age);
+                let id = records.len() as u32;
+                buffer.insert(StoredPacket {
+                    packet: Bytes::from(id.to_be_bytes().to_vec()),
+                    payload: Bytes::from(id.to_be_bytes().to_vec()),
+                    vp8_ids: None,
+                    first_sent_at: sent_at,
+                    sequence_number: seq,
+                    roc: id ^ 0xA5A5_A5A5,
+                    timestamp: id,
+                    payload_type: (id % 128) as u8,
+                    marker: id % 2 == 1,
+                    sent_at,
+                    resends: 0,
+                });
+                slots.insert(slot_of(seq), records.len());
+                records.push(RtxRecord {
+                    seq,
+                    sent_at,
+                    resends: 0,
+                    last_resend: None,
+                });
+            }
+            2 => {
+                let seq = if op & 4 == 0 {
+                    next_seq.wrapping_sub(1 + u16::from(c.u8()))
+                } else {
+                    c.u16()
+                };
+                let min_interval = Duration::from_millis(u64::from(op >> 3) * 8);
+                let held = slots
+                    .get(&slot_of(seq))
+                    .copied()
+                    .filter(|&i| records.get(i).is_some_and(|r| r.seq == seq));
+                let result = buffer.take_for_resend(seq, now, min_interval);
+                let record = held.and_then(|i| records.get_mut(i));
+                match (result, record) {
+                    (Some(p), Some(r)) => {
+                        assert_eq!(p.sequence_number, seq, "asked for {seq}, got another");
+                        let id = held.unwrap_or(0) as u32;
+                        assert_eq!(
+                            p.timestamp, id,
+                            "{seq}: not the packet stored last under it"
+                        );
+                        assert_eq!(p.packet.as_ref(), id.to_be_bytes().as_slice());
+                        assert_eq!(
+                            (p.roc, p.payload_type, p.marker),
+                            (id ^ 0xA5A5_A5A5, (id % 128) as u8, id % 2 == 1)
+                        );
+                        assert!(
+                            r.resends < MAX_RESENDS,
+                            "{seq} resent more than {MAX_RESENDS} times"
+                        );
+                        if let Some(last) = r.last_resend {
+                            let since = now.saturating_duration_since(last);
+                            assert!(
+                                since >= min_interval,
+                                "{seq} resent again {since:?} after the previous resend \
+                                 (min_interval {min_interval:?})"
+                            );
+                        }
+                        let age = now.saturating_duration_since(r.sent_at);
+                        assert!(
+                            age <= max_age,
+                            "{seq} resent {age:?} after it was sent (max_age {max_age:?}, \
+                             resend #{})",
+                            r.resends + 1
+                        );
+                        r.resends += 1;
+                        r.last_resend = Some(now);
+                        assert_eq!(p.resends, r.resends);
+                        assert_eq!(p.sent_at, now);
+                    }
+                    (Some(p), None) => panic!(
+                        "{seq} came back ({}), but no packet is held under it",
+                        p.sequence_number
+                    ),
+                    (None, Some(r)) => {
+                        let due = r.resends < MAX_RESENDS
+                            && now.saturating_duration_since(r.sent_at) <= max_age
+                            && r.last_resend
+                                .is_none_or(|l| now.saturating_duration_since(l) >= min_interval);
+                        assert!(!due, "{seq} is held and due, but was not resent");
+                    }
+                    (None, None) => {}
+                }
+            }
+            _ => {
+                let step = match u64::from(op >> 2) {
+                    0 => u64::from(c.u16()),
+                    n => n * 5,
+                };
+                clock += Duration::from_millis(step);
+            }
+        }
+        assert_eq!(buffer.capacity(), capacity, "the buffer changed size");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// layer_switcher
+// ---------------------------------------------------------------------------------------------
+
+/// Streams the `layer_switcher` script addresses: the producer's three encodings and one it
+/// does not have.
+const SWITCHER_STREAMS: usize = 4;
+/// The simulcast encodings of the `layer_switcher` producer (lowest quality first).
+const SWITCHER_RIDS: [&str; 3] = ["q", "h", "f"];
+/// The consumer's SSRC and RTX SSRC in `layer_switcher`.
+const SWITCHER_SSRC: u32 = 0x5EED_0001;
+const SWITCHER_RTX_SSRC: u32 = 0x5EED_0002;
+/// Payload types: the publisher's VP8, the subscriber's VP8 and RTX.
+const SWITCHER_PT_IN: u8 = 96;
+const SWITCHER_PT_OUT: u8 = 100;
+const SWITCHER_PT_RTX: u8 = 101;
+/// Outputs older than this are not compared for timestamp order (RTP timestamps cannot tell
+/// a gap of hours from going back).
+const SWITCHER_TS_HORIZON: Duration = Duration::from_secs(3600);
+
+/// A [`LayerSelector`] next to a model of what its documentation promises, checked at every
+/// call: a switch (`Forward { switched: true }`) exactly at the first keyframe start of the
+/// target while it is not current; every other packet of a stream that is not current is
+/// `Ignore`; in the current stream, a packet above the current temporal layer is
+/// `DropInStream` unless it starts a layer-sync frame within the maximum (the layer then goes
+/// up to it), and everything else is forwarded. The layer starts at the maximum at a switch
+/// and goes down at once when the maximum does.
+struct SelectorModel {
+    selector: LayerSelector,
+    current: Option<usize>,
+    target: Option<usize>,
+    max_temporal: u8,
+    level: u8,
+    name: &'static str,
+}
+
+impl SelectorModel {
+    fn new(name: &'static str) -> Self {
+        Self {
+            selector: LayerSelector::new(),
+            current: None,
+            target: None,
+            max_temporal: ALL_TEMPORAL_LAYERS,
+            level: ALL_TEMPORAL_LAYERS,
+            name,
+        }
+    }
+
+    fn needs_keyframe(&self) -> bool {
+        self.target.is_some() && self.target != self.current
+    }
+
+    fn check_state(&self) {
+        let name = self.name;
+        assert_eq!(
+            self.selector.current(),
+            self.current,
+            "{name}: current stream"
+        );
+        assert_eq!(self.selector.target(), self.target, "{name}: target stream");
+        assert_eq!(
+            self.selector.needs_keyframe(),
+            self.needs_keyframe(),
+            "{name}: needs_keyframe"
+        );
+    }
+
+    fn set_target(&mut self, target: Option<usize>) -> bool {
+        let needs = self.selector.set_target(target);
+        self.target = target;
+        if target.is_none() {
+            self.current = None;
+        }
+        assert_eq!(
+            needs,
+            self.needs_keyframe(),
+            "{}: set_target({target:?})",
+            self.name
+        );
+        self.check_state();
+        needs
+    }
+
+    fn set_max_temporal(&mut self, max: u8) {
+        self.selector.set_max_temporal(max);
+        self.max_temporal = max;
+        self.level = self.level.min(max);
+        self.check_state();
+    }
+
+    fn reset(&mut self) {
+        self.selector.reset();
+        self.current = None;
+        self.check_state();
+    }
+
+    fn packet(&mut self, stream: usize, info: Option<&PacketInfo>) -> Decision {
+        let decision = self.selector.on_packet(stream, info);
+        let name = self.name;
+        let not_middle = info.is_some_and(|i| i.start_of_frame != Some(false));
+        let keyframe_start = not_middle && info.is_some_and(|i| i.keyframe);
+        let sync_start = not_middle && info.is_some_and(|i| i.layer_sync);
+        let tid = info.and_then(|i| i.temporal_id);
+        if Some(stream) == self.target && self.current != self.target && keyframe_start {
+            assert_eq!(
+                decision,
+                Decision::Forward { switched: true },
+                "{name}: keyframe start of target {stream} did not switch ({info:?})"
+            );
+            self.current = Some(stream);
+            self.level = self.max_temporal;
+        } else if Some(stream) != self.current {
+            assert_eq!(
+                decision,
+                Decision::Ignore,
+                "{name}: packet of stream {stream} while on {:?} (target {:?}): {info:?}",
+                self.current,
+                self.target
+            );
+        } else {
+            match tid {
+                Some(t) if t > self.level => {
+                    if sync_start && t <= self.max_temporal {
+                        assert_eq!(
+                            decision,
+                            Decision::Forward { switched: false },
+                            "{name}: sync start of layer {t} (at {}, max {}) not forwarded",
+                            self.level,
+                            self.max_temporal
+                        );
+                        self.level = t;
+                    } else {
+                        assert_eq!(
+                            decision,
+                            Decision::DropInStream,
+                            "{name}: layer {t} above {} (max {}) without a sync start: {info:?}",
+                            self.level,
+                            self.max_temporal
+                        );
+                    }
+                }
+                _ => assert_eq!(
+                    decision,
+                    Decision::Forward { switched: false },
+                    "{name}: packet of the current stream at layer {tid:?} (at {}) not \
+                     forwarded: {info:?}",
+                    self.level
+                ),
+            }
+        }
+        self.check_state();
+        decision
+    }
+}
+
+/// The harness's view of one input stream of `layer_switcher`.
+#[derive(Default)]
+struct ScriptStream {
+    seq: u16,
+    timestamp: u32,
+    picture_id: u16,
+    tl0: u8,
+    /// The frame being sent: (keyframe, temporal id, layer sync).
+    frame: Option<(bool, u8, bool)>,
+    /// Recent packets, for replays: (sequence number, timestamp, payload).
+    recent: VecDeque<(u16, u32, Vec<u8>)>,
+}
+
+/// What the consumer sent under one output sequence number.
+struct SentCopy {
+    payload: Vec<u8>,
+    timestamp: u32,
+    marker: bool,
+    roc: u32,
+}
+
+/// A simulcast VP8 consumer (three encodings, NACK, RTX when `rtx`), as the worker builds it.
+fn switcher_consumer(rtx: bool, initial_sequence: u16, timestamp_offset: u32) -> Consumer {
+    let mut subscriber_codec = vp8(SWITCHER_PT_OUT, SWITCHER_PT_RTX);
+    if !rtx {
+        subscriber_codec.rtx_payload_type = None;
+    }
+    let producer = RtpParameters {
+        mid: Some("v".into()),
+        codecs: vec![vp8(SWITCHER_PT_IN, 97)],
+        header_extensions: vec![
+            extension(extension_uri::MID, MID_ID),
+            extension(extension_uri::RID, RID_ID),
+        ],
+        encodings: SWITCHER_RIDS
+            .iter()
+            .zip(0u32..)
+            .map(|(rid, i)| RtpEncodingParameters {
+                ssrc: Some(0x2222_0000 + i),
+                rid: Some((*rid).into()),
+                ..RtpEncodingParameters::default()
+            })
+            .collect(),
+        cname: Some("fuzz".into()),
+    };
+    let caps = RtpCapabilities {
+        codecs: vec![subscriber_codec],
+        header_extensions: vec![extension(extension_uri::MID, 3)],
+    };
+    let Ok(parameters) =
+        producer.for_consumer(&caps, Some("1".into()), SWITCHER_SSRC, SWITCHER_RTX_SSRC)
+    else {
+        panic!("simulcast consumer parameters refused");
+    };
+    Consumer::new(
+        ConsumerId(1),
+        TransportId(1),
+        ProducerId(1),
+        MediaKind::Video,
+        &producer,
+        parameters,
+        initial_sequence,
+        timestamp_offset,
+    )
+}
+
+/// A VP8 payload of the harness: descriptor with `S`, a 15-bit picture id, TL0PICIDX, `TID`
+/// and `Y`, then a keyframe header, a delta frame header, or (not a frame start) more data.
+fn switcher_vp8(start: bool, picture_id: u16, tl0: u8, frame: (bool, u8, bool)) -> Vec<u8> {
+    let (keyframe, tid, sync) = frame;
+    let mut p = vec![if start { 0x90 } else { 0x80 }, 0xe0];
+    p.extend_from_slice(&(0x8000 | (picture_id & 0x7fff)).to_be_bytes());
+    p.push(tl0);
+    p.push((tid << 6) | if sync { 0x20 } else { 0 });
+    if !start {
+        p.extend_from_slice(&[0xab, 0xcd, 0xef]);
+    } else if keyframe {
+        // A 640x480 keyframe header.
+        p.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+    } else {
+        p.extend_from_slice(&[0x31, 0x10, 0x00]);
+    }
+    p
+}
+
+/// The `layer_switcher` harness: two selector models and a consumer driven in step.
+struct Switcher {
+    /// Fed the packet fields of the script as they are.
+    raw: SelectorModel,
+    /// Fed what `codecs::describe` reads from the payloads, like the consumer's own selector.
+    shadow: SelectorModel,
+    consumer: Consumer,
+    rtx: bool,
+    streams: Vec<ScriptStream>,
+    now: Instant,
+    /// Every payload so far was built by the harness and nothing was replayed.
+    clean: bool,
+    /// Every stream's inputs so far were strictly increasing.
+    monotone: bool,
+    /// No input was skipped (lost).
+    lossless: bool,
+    /// The last output: extended sequence number, timestamp, when.
+    last_out: Option<(u64, u32, Instant)>,
+    sent: HashMap<u16, SentCopy>,
+    sent_order: VecDeque<u16>,
+    last_rtx_seq: Option<u16>,
+}
+
+impl Switcher {
+    fn set_target(&mut self, target: Option<usize>) {
+        self.raw.set_target(target);
+        let needs = self.consumer.set_target_stream(target);
+        let shadow_needs = if self.shadow.target == target {
+            self.shadow.needs_keyframe()
+        } else {
+            self.shadow.set_target(target)
+        };
+        assert_eq!(
+            needs, shadow_needs,
+            "consumer: set_target_stream({target:?})"
+        );
+        self.check_consumer_state();
+    }
+
+    fn set_max_temporal(&mut self, max: u8) {
+        self.raw.set_max_temporal(max);
+        self.shadow.set_max_temporal(max);
+        self.consumer.set_preferences(ConsumerPreferences {
+            max_temporal: (max != ALL_TEMPORAL_LAYERS).then_some(max),
+            ..ConsumerPreferences::default()
+        });
+    }
+
+    fn reset(&mut self) {
+        self.raw.reset();
+        self.shadow.reset();
+        self.consumer.rebase();
+        self.check_consumer_state();
+    }
+
+    fn check_consumer_state(&self) {
+        assert_eq!(self.consumer.current_stream(), self.shadow.current);
+        let awaited = self
+            .shadow
+            .needs_keyframe()
+            .then_some(self.shadow.target)
+            .flatten();
+        assert_eq!(self.consumer.awaited_stream(), awaited);
+    }
+
+    /// The next packet of `stream` from the script: a harness VP8 payload.
+    fn script_packet(&mut self, stream: usize, keyframe: bool, start: bool, tid: u8, sync: bool) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let frame = match s.frame {
+            Some(frame) if !start => frame,
+            previous => {
+                if previous.is_some() {
+                    s.picture_id = s.picture_id.wrapping_add(1) & 0x7fff;
+                    s.timestamp = s.timestamp.wrapping_add(3000);
+                    if tid == 0 {
+                        s.tl0 = s.tl0.wrapping_add(1);
+                    }
+                }
+                (keyframe, tid, sync)
+            }
+        };
+        s.frame = Some(frame);
+        let payload = switcher_vp8(start, s.picture_id, s.tl0, frame);
+        let info = PacketInfo {
+            keyframe,
+            temporal_id: Some(tid),
+            spatial_id: None,
+            layer_sync: sync,
+            start_of_frame: Some(start),
+            end_of_frame: None,
+        };
+        self.next_packet(stream, Some(info), payload);
+    }
+
+    /// The next packet of `stream` (its next sequence number, its current timestamp).
+    fn next_packet(&mut self, stream: usize, raw_info: Option<PacketInfo>, payload: Vec<u8>) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let (seq, timestamp) = (s.seq, s.timestamp);
+        s.seq = s.seq.wrapping_add(1);
+        if s.recent.len() >= 16 {
+            s.recent.pop_front();
+        }
+        s.recent.push_back((seq, timestamp, payload.clone()));
+        self.packet(stream, raw_info, seq, timestamp, &payload);
+    }
+
+    /// One packet through the raw model, the shadow model and the consumer.
+    fn packet(
+        &mut self,
+        stream: usize,
+        raw_info: Option<PacketInfo>,
+        seq: u16,
+        timestamp: u32,
+        payload: &[u8],
+    ) {
+        self.raw.packet(stream, raw_info.as_ref());
+        let info = describe(Codec::Vp8, payload);
+        let decision = self.shadow.packet(stream, info.as_ref());
+        let ssrc = 0x2222_0000 + stream as u32;
+        let marker = info.is_some_and(|i| i.keyframe);
+        let mut bytes = vec![0x80, SWITCHER_PT_IN | if marker { 0x80 } else { 0 }];
+        bytes.extend_from_slice(&seq.to_be_bytes());
+        bytes.extend_from_slice(&timestamp.to_be_bytes());
+        bytes.extend_from_slice(&ssrc.to_be_bytes());
+        bytes.extend_from_slice(payload);
+        let Ok(header) = RtpHeader::parse(&bytes) else {
+            panic!("harness built an invalid RTP packet");
+        };
+        let packet = Bytes::from(bytes);
+        let body = packet.get(12..).unwrap_or(&[]);
+        let mut out = vec![0xEE; 3];
+        let result = self.consumer.write_packet(
+            self.now,
+            stream,
+            info.as_ref(),
+            &header,
+            &packet,
+            body,
+            &mut out,
+        );
+        let forward = matches!(decision, Decision::Forward { .. });
+        if self.clean {
+            assert_eq!(
+                result.is_some(),
+                forward,
+                "consumer and selector disagree on packet {seq} of stream {stream} ({decision:?})"
+            );
+        } else {
+            assert!(
+                result.is_none() || forward,
+                "consumer sent a packet its selector did not forward ({decision:?})"
+            );
+        }
+        self.check_consumer_state();
+        if let Some((header_len, roc)) = result {
+            let switched = decision == (Decision::Forward { switched: true });
+            self.check_output(&out, header_len, roc, payload, header.marker, switched);
+        }
+    }
+
+    /// A forwarded packet: the subscriber's header and the same payload (but for the VP8
+    /// picture id and TL0PICIDX); output sequence numbers strictly increase while the inputs
+    /// do, without a gap while nothing was lost; timestamps never go back.
+    fn check_output(
+        &mut self,
+        out: &[u8],
+        header_len: usize,
+        roc: u32,
+        payload: &[u8],
+        marker: bool,
+        switched: bool,
+    ) {
+        let Ok(h) = RtpHeader::parse(out) else {
+            panic!("the consumer wrote an unparsable packet: {out:02x?}");
+        };
+        assert_eq!(h.header_len, header_len);
+        assert_eq!((h.ssrc, h.payload_type), (SWITCHER_SSRC, SWITCHER_PT_OUT));
+        assert_eq!(h.marker, marker);
+        let Ok((start, end)) = h.payload_range(out) else {
+            panic!("the consumer wrote a bad payload range");
+        };
+        let body = out.get(start..end).unwrap_or(&[]);
+        assert_eq!(body.len(), payload.len(), "payload length changed");
+        match Vp8Descriptor::parse(payload) {
+            Some(d) => {
+                assert_eq!(body.get(..2), payload.get(..2));
+                assert_eq!(body.get(d.header_len..), payload.get(d.header_len..));
+            }
+            None => assert_eq!(body, payload),
+        }
+        if self.monotone {
+            let ext = (u64::from(roc) << 16) | u64::from(h.sequence_number);
+            if let Some((previous, previous_ts, at)) = self.last_out {
+                assert!(
+                    ext > previous && ext - previous < 0x8000,
+                    "output sequence {ext:#x} after {previous:#x} on increasing inputs"
+                );
+                if self.clean && self.lossless {
+                    assert_eq!(ext, previous + 1, "a gap in the output sequence numbers");
+                }
+                if self.now.saturating_duration_since(at) < SWITCHER_TS_HORIZON {
+                    let step = h.timestamp.wrapping_sub(previous_ts) as i32;
+                    assert!(
+                        step > 0 || (step == 0 && !switched),
+                        "output timestamp {} after {previous_ts} (switch: {switched})",
+                        h.timestamp
+                    );
+                }
+            }
+            self.last_out = Some((ext, h.timestamp, self.now));
+        }
+        self.sent.insert(
+            h.sequence_number,
+            SentCopy {
+                payload: body.to_vec(),
+                timestamp: h.timestamp,
+                marker: h.marker,
+                roc,
+            },
+        );
+        if self.sent_order.len() >= 256 {
+            self.sent_order.pop_front();
+        }
+        self.sent_order.push_back(h.sequence_number);
+    }
+
+    /// A NACK for `seq`: a retransmission carries exactly what was sent under it (on the RTX
+    /// stream: the original sequence number first, RTX sequence numbers one apart).
+    fn nack(&mut self, seq: u16) {
+        let mut out = vec![0xEE; 3];
+        let Some((header_len, roc)) = self.consumer.write_retransmission(self.now, seq, &mut out)
+        else {
+            return;
+        };
+        let Some(sent) = self.sent.get(&seq) else {
+            panic!("retransmitted {seq}, which was never sent");
+        };
+        let Ok(h) = RtpHeader::parse(&out) else {
+            panic!("the consumer wrote an unparsable retransmission: {out:02x?}");
+        };
+        assert_eq!(h.header_len, header_len);
+        let Ok((start, end)) = h.payload_range(&out) else {
+            panic!("the consumer wrote a bad retransmission payload range");
+        };
+        let body = out.get(start..end).unwrap_or(&[]);
+        assert_eq!(
+            (h.timestamp, h.marker),
+            (sent.timestamp, sent.marker),
+            "retransmission of {seq}: timestamp / marker"
+        );
+        if self.rtx {
+            assert_eq!(
+                (h.ssrc, h.payload_type),
+                (SWITCHER_RTX_SSRC, SWITCHER_PT_RTX)
+            );
+            assert_eq!(body.get(..2), Some(&seq.to_be_bytes()[..]), "RTX OSN");
+            assert_eq!(
+                body.get(2..),
+                Some(sent.payload.as_slice()),
+                "RTX retransmission of {seq} differs from what was sent"
+            );
+            if let Some(previous) = self.last_rtx_seq {
+                assert_eq!(
+                    h.sequence_number,
+                    previous.wrapping_add(1),
+                    "RTX sequence numbers not consecutive"
+                );
+            }
+            self.last_rtx_seq = Some(h.sequence_number);
+        } else {
+            assert_eq!((h.ssrc, h.payload_type), (SWITCHER_SSRC, SWITCHER_PT_OUT));
+            assert_eq!((h.sequence_number, roc), (seq, sent.roc));
+            assert_eq!(
+                body,
+                sent.payload.as_slice(),
+                "retransmission of {seq} differs from what was sent"
+            );
+        }
+    }
+}
+
+/// A [`LayerSelector`] and a simulcast VP8 [`Consumer`] (three encodings, NACK, RTX when
+/// asked) driven by a script. Input layout: `[flags] [seed u16] [op…]`. Flags: bit 0 RTX,
+/// bit 1 output sequence numbers start just below the wrap, bit 2 input sequence numbers
+/// too, bit 3 timestamps too, bit 4 picture ids too; the seed draws the other starting
+/// values. Op bytes:
+///
+/// * `0b0yttkspp` (top bit clear): the next packet of stream `pp` (0..=3; the producer has
+///   three): `k` keyframe, `s` start of frame, `tt` temporal id, `y` layer sync. A start
+///   begins a new frame (picture id, timestamp and, for layer 0, TL0PICIDX advance); other
+///   packets continue the stream's frame.
+/// * `0b10cccaaa`: control `ccc` with argument `aaa`: 0 `set_target` (`aaa` < 4: that stream,
+///   else none), 1 `set_max_temporal` (7: all), 2 `reset` (the consumer's `rebase`),
+///   3 advance time by `aaa × 20` ms (0: by a `u16` of ms), 4 lose `1 + aaa / 4` packets of
+///   stream `aaa % 4`, 5 NACK the `u8`-th latest output (`aaa` even) or a `u16` (odd),
+///   6 an unreadable packet of stream `aaa % 4`, 7 replay one of the last 16 packets of
+///   stream `aaa % 4` (`u8` picks it).
+/// * `0b11llllpp`: a packet of stream `pp` whose payload is the next `llll` input bytes.
+///
+/// The raw model is fed the script's fields, the shadow model and the consumer what
+/// `codecs::describe` reads from the payloads; each selector must keep its promises (see
+/// [`SelectorModel`]). The consumer must forward exactly what its selector forwards (while
+/// all payloads are the harness's), keep output sequence numbers strictly increasing while
+/// each stream's inputs do (with no gap while nothing is lost), never send timestamps
+/// backwards, and retransmit exactly what it sent.
+pub fn layer_switcher(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let flags = c.u8();
+    let mut rng = SimRng::new((u64::from(flags) << 16) | u64::from(c.u16()));
+    let near_wrap = |bit: u8, value: u32, wrap: u32, rng_value: u32| {
+        if flags & bit != 0 {
+            wrap.wrapping_sub(value)
+        } else {
+            rng_value
+        }
+    };
+    let initial = near_wrap(2, 6, 0x1_0000, rng.next_u32()) as u16;
+    let timestamp_offset = rng.next_u32();
+    let rtx = flags & 1 != 0;
+    let consumer = switcher_consumer(rtx, initial, timestamp_offset);
+    assert!(consumer.has_selector());
+    assert_eq!(consumer.rtx_ssrc(), rtx.then_some(SWITCHER_RTX_SSRC));
+    let streams = (0..SWITCHER_STREAMS as u32)
+        .map(|i| ScriptStream {
+            seq: near_wrap(4, 4 + i, 0x1_0000, rng.next_u32()) as u16,
+            timestamp: near_wrap(8, 9000 * (i + 1), 0, rng.next_u32()),
+            picture_id: near_wrap(16, 2 + i, 0x8000, rng.next_u32()) as u16 & 0x7fff,
+            tl0: rng.next_u32() as u8,
+            ..ScriptStream::default()
+        })
+        .collect();
+    let mut s = Switcher {
+        raw: SelectorModel::new("raw selector"),
+        shadow: SelectorModel::new("consumer's selector"),
+        consumer,
+        rtx,
+        streams,
+        now: Instant::now(),
+        clean: true,
+        monotone: true,
+        lossless: true,
+        last_out: None,
+        sent: HashMap::new(),
+        sent_order: VecDeque::new(),
+        last_rtx_seq: None,
+    };
+    while !c.is_empty() {
+        let op = c.u8();
+        let stream = usize::from(op & 3);
+        if op & 0x80 == 0 {
+            s.script_packet(
+                stream,
+                op & 0x04 != 0,
+                op & 0x08 != 0,
+                (op >> 4) & 3,
+                op & 0x40 != 0,
+            );
+            continue;
+        }
+        if op & 0x40 != 0 {
+            let payload = c.take(usize::from((op >> 2) & 0x0f)).to_vec();
+            let info = describe(Codec::Vp8, &payload);
+            s.clean = false;
+            s.next_packet(stream, info, payload);
+            continue;
+        }
+        let arg = op & 7;
+        let stream = usize::from(arg & 3);
+        match (op >> 3) & 7 {
+            0 => s.set_target((arg < 4).then_some(usize::from(arg))),
+            1 => s.set_max_temporal(if arg == 7 { ALL_TEMPORAL_LAYERS } else { arg }),
+            2 => s.reset(),
+            3 => {
+                let ms = match arg {
+                    0 => u64::from(c.u16()),
+                    n => u64::from(n) * 20,
+                };
+                s.now += Duration::from_millis(ms);
+            }
+            4 => {
+                if let Some(st) = s.streams.get_mut(stream) {
+                    st.seq = st.seq.wrapping_add(1 + u16::from(arg >> 2));
+                    s.lossless = false;
+                }
+            }
+            5 => {
+                let seq = if arg & 1 == 0 {
+                    let back = usize::from(c.u8());
+                    match s.sent_order.iter().rev().nth(back) {
+                        Some(&seq) => seq,
+                        None => continue,
+                    }
+                } else {
+                    c.u16()
+                };
+                s.nack(seq);
+            }
+            6 => s.next_packet(stream, None, vec![0x80]),
+            _ => {
+                let back = usize::from(c.u8());
+                let Some(st) = s.streams.get(stream) else {
+                    continue;
+                };
+                let Some((seq, timestamp, payload)) =
+                    st.recent.iter().rev().nth(back % 16).cloned()
+                else {
+                    continue;
+                };
+                s.clean = false;
+                s.monotone = false;
+                let info = describe(Codec::Vp8, &payload);
+                s.packet(stream, info, seq, timestamp, &payload);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Seed corpus
 // ---------------------------------------------------------------------------------------------
 
@@ -1489,6 +2380,396 @@ fn publisher_rtp_body(sel: u8, seq: u16, rid: &[u8], payload: &[u8]) -> Vec<u8> 
     b
 }
 
+/// VP8 `layer_switcher` op: the next packet of `stream`.
+fn switcher_packet(stream: u8, keyframe: bool, start: bool, tid: u8, sync: bool) -> u8 {
+    (stream & 3)
+        | (u8::from(keyframe) << 2)
+        | (u8::from(start) << 3)
+        | ((tid & 3) << 4)
+        | (u8::from(sync) << 6)
+}
+
+/// VP8 `layer_switcher` op: control `code` with argument `arg`.
+fn switcher_control(code: u8, arg: u8) -> u8 {
+    0x80 | ((code & 7) << 3) | (arg & 7)
+}
+
+/// `layer_switcher` ops: one frame of `stream` in `packets` packets (a delta frame unless
+/// `keyframe`).
+fn switcher_frame(stream: u8, keyframe: bool, tid: u8, sync: bool, packets: usize) -> Vec<u8> {
+    (0..packets)
+        .map(|i| switcher_packet(stream, keyframe, i == 0, tid, sync))
+        .collect()
+}
+
+/// libwebrtc's L1T3 as a dependency structure (template id offset 0, 640x480), and one
+/// descriptor of template `template_id` against it.
+fn dd_l1t3() -> Option<DependencyStructure> {
+    use Dti::{Discardable as D, NotPresent as N, Switch as S};
+    let template = |tid: u8, dtis: [Dti; 3], fdiffs: &[u16], chain: u8| -> Option<FrameTemplate> {
+        Some(FrameTemplate {
+            spatial_id: 0,
+            temporal_id: tid,
+            dtis: Dtis::from_slice(&dtis).ok()?,
+            frame_diffs: FrameDiffs::from_slice(fdiffs).ok()?,
+            chain_diffs: ChainDiffs::from_slice(&[chain]).ok()?,
+        })
+    };
+    let templates = [
+        template(0, [S, S, S], &[], 0)?,
+        template(0, [S, S, S], &[4], 4)?,
+        template(1, [N, D, S], &[2], 2)?,
+        template(2, [N, N, D], &[1], 1)?,
+        template(2, [N, N, D], &[1], 3)?,
+    ];
+    let resolution = Resolution {
+        width: 640,
+        height: 480,
+    };
+    DependencyStructure::new(0, 3, 1, &[0, 0, 0], &templates, &[resolution]).ok()
+}
+
+/// A dependency descriptor extension of L1T3 template `template_id` (the structure attached
+/// when `attach`), its frame diffs replaced by `custom_diffs` when given.
+fn dd_extension(
+    template_id: u8,
+    frame_number: u16,
+    attach: bool,
+    custom_diffs: Option<&[u16]>,
+    active: Option<u32>,
+) -> Vec<u8> {
+    let Some(s) = dd_l1t3() else {
+        return Vec::new();
+    };
+    let Some(t) = s.template(template_id) else {
+        return Vec::new();
+    };
+    let frame_diffs = match custom_diffs.map(FrameDiffs::from_slice) {
+        Some(Ok(diffs)) => diffs,
+        Some(Err(_)) => return Vec::new(),
+        None => t.frame_diffs,
+    };
+    let d = DependencyDescriptor {
+        start_of_frame: true,
+        end_of_frame: !attach,
+        template_id,
+        frame_number,
+        spatial_id: t.spatial_id,
+        temporal_id: t.temporal_id,
+        dtis: t.dtis,
+        frame_diffs,
+        chain_diffs: t.chain_diffs,
+        active_decode_targets: active,
+        structure_attached: attach,
+        resolution: attach.then_some(Resolution {
+            width: 640,
+            height: 480,
+        }),
+        layer_switch_point: attach,
+    };
+    let mut out = [0u8; 64];
+    match dd::write(&mut out, &d, &s, attach) {
+        Ok(n) => out.get(..n).unwrap_or(&[]).to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The codec targets' seeds: real payload descriptors and a few scripts.
+fn codec_seeds(out: &mut Vec<Seed>) {
+    let seed = |target, name, bytes| Seed {
+        target,
+        name,
+        bytes,
+    };
+    // A 640x480 VP8 keyframe header (frame tag, start code, sizes).
+    let vp8_key: [u8; 10] = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+
+    // vp8_descriptor
+    let mut key = vec![0x90, 0xe0, 0x92, 0x34, 0x56, 0x20];
+    key.extend_from_slice(&vp8_key);
+    out.push(seed("vp8_descriptor", "keyframe-long-id-tl0-tid.bin", key));
+    out.push(seed(
+        "vp8_descriptor",
+        "every-field-partition-3.bin",
+        vec![0xb3, 0xf0, 0x92, 0x34, 0x56, 0xb1, 0xaa],
+    ));
+    out.push(seed(
+        "vp8_descriptor",
+        "delta-short-id-keyidx.bin",
+        vec![0x90, 0x90, 0x05, 0x11, 0x31, 0x10, 0x00],
+    ));
+    out.push(seed(
+        "vp8_descriptor",
+        "no-extension-continuation.bin",
+        vec![0x01, 0xab, 0xcd],
+    ));
+
+    // vp8_rewriter: [width] then one byte per event (see `fuzz_entry::vp8_rewriter_script`).
+    let mut steady = vec![0x00, 0x00, 0x10];
+    steady.extend_from_slice(&[0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00]);
+    out.push(seed("vp8_rewriter", "steady-long-ids.bin", steady));
+    out.push(seed(
+        "vp8_rewriter",
+        "drops-losses-late.bin",
+        vec![
+            0x00, 0x00, 0x05, 0x00, 0x20, 0x20, 0x00, 0x04, 0x02, 0x20, 0x0a, 0x40, 0xa0, 0x00,
+            0x24, 0x06, 0x00,
+        ],
+    ));
+    let mut switches = vec![0x01, 0x00, 0x00];
+    switches.extend(std::iter::repeat_n(0x00, 140)); // short ids wrap at 128
+    switches.extend_from_slice(&[0x03, 0x7f, 0x00, 0x00, 0x20, 0x00, 0x07, 0x01, 0x00, 0x40]);
+    out.push(seed(
+        "vp8_rewriter",
+        "switches-short-ids-wrap.bin",
+        switches,
+    ));
+
+    // h264_keyframe
+    out.push(seed(
+        "h264_keyframe",
+        "single-idr.bin",
+        vec![0x65, 0x88, 0x84, 0x00, 0x33],
+    ));
+    out.push(seed(
+        "h264_keyframe",
+        "stap-a-sps-pps-idr.bin",
+        vec![
+            0x18, 0x00, 0x04, 0x67, 0x42, 0xc0, 0x1f, 0x00, 0x02, 0x68, 0xce, 0x00, 0x03, 0x65,
+            0x88, 0x84,
+        ],
+    ));
+    out.push(seed(
+        "h264_keyframe",
+        "fu-a-idr-start.bin",
+        vec![0x7c, 0x85, 0x88, 0x84, 0x00],
+    ));
+    out.push(seed(
+        "h264_keyframe",
+        "fu-a-middle.bin",
+        vec![0x7c, 0x05, 0x11, 0x22],
+    ));
+    out.push(seed(
+        "h264_keyframe",
+        "non-idr-slice.bin",
+        vec![0x41, 0x9a, 0x00, 0x10],
+    ));
+
+    // vp9_descriptor
+    out.push(seed(
+        "vp9_descriptor",
+        "keyframe-scalability-structure.bin",
+        vec![
+            0xaa, 0x81, 0x23, 0x00, 0x05, 0x18, 0x02, 0x80, 0x01, 0xe0, 0x01, 0x04, 0x01, 0x82,
+            0x49, 0x83,
+        ],
+    ));
+    out.push(seed(
+        "vp9_descriptor",
+        "flexible-two-references.bin",
+        vec![0xfc, 0x81, 0x24, 0x30, 0x03, 0x04, 0x86, 0x00],
+    ));
+    out.push(seed("vp9_descriptor", "minimal.bin", vec![0x08, 0xaa]));
+
+    // av1_aggregation
+    out.push(seed(
+        "av1_aggregation",
+        "new-sequence-two-obus.bin",
+        vec![0x28, 0x04, 0x08, 0x00, 0x00, 0x00, 0x30, 0x10, 0x00],
+    ));
+    out.push(seed(
+        "av1_aggregation",
+        "obu-extension-layers.bin",
+        vec![0x10, 0x34, 0x28, 0x10, 0x00],
+    ));
+    out.push(seed(
+        "av1_aggregation",
+        "continuation-fragment.bin",
+        vec![0xd0, 0x55, 0x66, 0x77],
+    ));
+    out.push(seed(
+        "av1_aggregation",
+        "length-prefixed.bin",
+        vec![0x00, 0x02, 0x12, 0x00, 0x03, 0x30, 0x10, 0x00],
+    ));
+
+    // dependency_descriptor
+    let keyframe = dd_extension(0, 100, true, None, None);
+    let t2 = dd_extension(3, 103, false, None, None);
+    let t1 = dd_extension(2, 102, false, None, None);
+    let custom = dd_extension(1, 104, false, Some(&[4, 2]), Some(0b011));
+    if !keyframe.is_empty() {
+        out.push(seed(
+            "dependency_descriptor",
+            "l1t3-keyframe-structure.bin",
+            keyframe.clone(),
+        ));
+    }
+    if !t2.is_empty() {
+        out.push(seed(
+            "dependency_descriptor",
+            "l1t3-t2-delta.bin",
+            t2.clone(),
+        ));
+    }
+    if !custom.is_empty() {
+        out.push(seed(
+            "dependency_descriptor",
+            "l1t3-custom-diffs-active-targets.bin",
+            custom.clone(),
+        ));
+    }
+    let mut reader = Vec::new();
+    for ext in [&keyframe, &t1, &t2, &custom] {
+        reader.push(ext.len() as u8);
+        reader.extend_from_slice(ext);
+    }
+    out.push(seed(
+        "dependency_descriptor",
+        "reader-key-t1-t2-custom.bin",
+        reader,
+    ));
+}
+
+/// The stateful targets' seeds: `rtx_history` and `layer_switcher` scripts.
+fn stateful_seeds(out: &mut Vec<Seed>) {
+    let seed = |target, name, bytes| Seed {
+        target,
+        name,
+        bytes,
+    };
+    // rtx_history: [capacity] [max_age ms] [first seq] ops (see `rtx_history`).
+    let take_recent = |interval_8ms: u8, back: u8| [2 | (interval_8ms << 3), back];
+    let advance = |five_ms: u8| 3 | (five_ms << 2);
+    let mut limits = vec![16, 0x03, 0xe8, 0x00, 100];
+    limits.extend(std::iter::repeat_n(0x00, 20)); // 100..=119, sent now
+    limits.push(advance(2));
+    limits.extend(take_recent(12, 0)); // 119: first resend
+    limits.extend(take_recent(12, 0)); // within 96 ms: refused
+    limits.extend(take_recent(12, 3)); // 116: first resend
+    for _ in 0..3 {
+        limits.push(advance(20)); // 100 ms
+        limits.extend(take_recent(12, 0)); // 119: second, third, then refused
+    }
+    limits.extend(take_recent(12, 17)); // 102: overwritten by 118
+    out.push(seed("rtx_history", "resend-count-and-interval.bin", limits));
+
+    let mut wrap = vec![8, 0x01, 0xf4, 0xff, 0xfa];
+    wrap.extend(std::iter::repeat_n(0x04, 10)); // every other number across the wrap
+    wrap.extend_from_slice(&[0x01, 0x00, 0x03, 0x00, 0x00]); // 3 again, overwriting its slot
+    wrap.extend_from_slice(&[0x06, 0xff, 0xfc, 0x06, 0x00, 0x03, 0x06, 0x00, 0x13]);
+    wrap.extend_from_slice(&[0x02, 0x00, 0x02, 0x01]);
+    out.push(seed("rtx_history", "wrap-and-overwrite.bin", wrap));
+
+    let mut aged = vec![64, 0x00, 0x32, 0x12, 0x34];
+    for age in 0..16u8 {
+        aged.push(age << 4); // sent 0..240 ms ago
+    }
+    for back in 0..16u8 {
+        aged.extend(take_recent(0, back));
+    }
+    aged.extend_from_slice(&[0x03, 0x10, 0x00]); // 4 s later
+    aged.extend(take_recent(0, 15));
+    out.push(seed("rtx_history", "max-age.bin", aged));
+
+    let mut clamped = vec![0xff, 0xff, 0xff, 0x80, 0x00];
+    clamped.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x80, 0x00, 0x00, 0x00]);
+    clamped.extend_from_slice(&[0x06, 0x00, 0x00, 0x06, 0x80, 0x00, 0x06, 0x00, 0x00]);
+    out.push(seed("rtx_history", "clamped-capacity.bin", clamped));
+
+    // layer_switcher: [flags] [seed] ops (see `layer_switcher`).
+    let pkt = switcher_packet;
+    let ctl = switcher_control;
+    let frame = switcher_frame;
+    // L1T3 on stream 0, the other streams alongside; max temporal layer down and up again.
+    let mut temporal = vec![0x00, 0x12, 0x34, ctl(0, 0)];
+    temporal.extend(frame(1, true, 0, true, 2));
+    temporal.extend(frame(0, true, 0, true, 3));
+    for (tid, sync) in [(2, true), (1, true), (2, false), (0, false)] {
+        temporal.extend(frame(0, false, tid, sync, 2));
+        temporal.push(pkt(2, false, true, tid, sync));
+    }
+    temporal.push(ctl(1, 0));
+    for (tid, sync) in [(2, true), (1, true), (2, false), (0, false)] {
+        temporal.extend(frame(0, false, tid, sync, 2));
+    }
+    temporal.push(ctl(1, 1));
+    for (tid, sync) in [
+        (2, true),
+        (1, false),
+        (2, false),
+        (0, false),
+        (2, false),
+        (1, true),
+    ] {
+        temporal.extend(frame(0, false, tid, sync, 1));
+    }
+    temporal.push(ctl(1, 7));
+    for (tid, sync) in [(2, true), (0, false), (2, false), (1, false)] {
+        temporal.extend(frame(0, false, tid, sync, 2));
+    }
+    temporal.extend_from_slice(&[
+        ctl(3, 1),
+        ctl(5, 0),
+        0,
+        ctl(5, 0),
+        3,
+        ctl(3, 7),
+        ctl(5, 0),
+        0,
+    ]);
+    out.push(seed("layer_switcher", "temporal-layers-l1t3.bin", temporal));
+
+    // Up to stream 2 and down to 1 at their keyframes, with RTX, near every wrap.
+    let mut switching = vec![0x1f, 0xab, 0xcd, ctl(0, 0)];
+    switching.extend(frame(0, true, 0, true, 2));
+    for _ in 0..3 {
+        for stream in 0..3 {
+            switching.extend(frame(stream, false, 0, false, 2));
+        }
+    }
+    switching.extend_from_slice(&[ctl(5, 0), 0, ctl(0, 2)]);
+    switching.extend(frame(2, false, 0, false, 2)); // not a keyframe: still on 0
+    switching.extend(frame(0, false, 0, false, 1));
+    switching.extend(frame(2, true, 0, true, 3)); // switch
+    switching.extend(frame(0, false, 0, false, 1)); // left
+    switching.extend(frame(2, false, 0, false, 2));
+    switching.extend_from_slice(&[ctl(5, 0), 1, ctl(5, 0), 3, ctl(0, 1)]);
+    switching.extend(frame(1, true, 0, true, 1));
+    switching.extend(frame(1, false, 0, false, 2));
+    switching.extend_from_slice(&[ctl(3, 6), ctl(5, 0), 0, ctl(0, 4)]); // target none
+    switching.extend(frame(1, false, 0, false, 1));
+    switching.extend_from_slice(&[ctl(0, 0)]);
+    switching.extend(frame(0, true, 0, true, 1));
+    switching.extend(frame(0, false, 0, false, 1));
+    out.push(seed(
+        "layer_switcher",
+        "switch-up-and-down-rtx.bin",
+        switching,
+    ));
+
+    // Loss, unreadable and raw payloads, a replay, a reset, and a stream the producer lacks.
+    let mut rough = vec![0x00, 0x00, 0x07, ctl(0, 1)];
+    rough.extend(frame(1, true, 0, true, 2));
+    rough.extend(frame(1, false, 1, true, 1));
+    rough.push(ctl(4, 1)); // one packet of stream 1 lost
+    rough.extend(frame(1, false, 0, false, 2));
+    rough.push(ctl(6, 1));
+    rough.extend_from_slice(&[0xc0 | (6 << 2) | 1, 0x90, 0x80, 0x12, 0x31, 0x10, 0x00]);
+    rough.extend_from_slice(&[ctl(7, 1), 2, ctl(5, 1), 0x00, 0x00, ctl(2, 0)]);
+    rough.extend(frame(1, false, 0, false, 1)); // after the reset: waits for a keyframe
+    rough.extend(frame(1, true, 0, true, 1));
+    rough.extend_from_slice(&[ctl(0, 3)]);
+    rough.extend(frame(3, true, 0, true, 1));
+    rough.extend(frame(1, false, 0, false, 1));
+    rough.extend(frame(3, false, 2, true, 1));
+    out.push(seed(
+        "layer_switcher",
+        "loss-garbage-replay-reset.bin",
+        rough,
+    ));
+}
+
 /// Every seed file of `fuzz/corpus/`, generated. `sfu-core/tests/fuzz_corpus.rs` checks the
 /// checked-in files match (and rewrites them with `FUZZ_WRITE_SEEDS=1`).
 pub fn seeds() -> Vec<Seed> {
@@ -1698,5 +2979,8 @@ pub fn seeds() -> Vec<Seed> {
         "strangers-and-garbage.bin",
         strangers,
     ));
+
+    codec_seeds(&mut out);
+    stateful_seeds(&mut out);
     out
 }

@@ -141,10 +141,23 @@ fn seed_files_match_the_generator() {
 
 #[test]
 fn seeds_are_well_formed() {
+    use sfu_core::codecs::dependency_descriptor::{self as dd, DependencyDescriptorReader};
+    use sfu_core::codecs::{av1, h264, vp8::Vp8Descriptor, vp9::Vp9Descriptor};
     use sfu_core::rtcp::validate_compound;
     use sfu_core::rtp_packet::RtpHeader;
     use sfu_core::stun::StunMessage;
-    for seed in fuzzing::seeds() {
+    let seeds = fuzzing::seeds();
+    // The L1T3 structure the dependency descriptor seeds refer to, from the keyframe seed.
+    let structure = seeds
+        .iter()
+        .find(|s| s.name == "l1t3-keyframe-structure.bin")
+        .and_then(|s| {
+            dd::DependencyStructure::from_extension(&s.bytes)
+                .ok()
+                .flatten()
+        })
+        .expect("the L1T3 keyframe seed carries a structure");
+    for seed in seeds.iter() {
         let what = format!("{}/{}", seed.target, seed.name);
         match seed.target {
             "stun" => {
@@ -158,6 +171,36 @@ fn seeds_are_well_formed() {
                 assert!(header.payload_range(&seed.bytes).is_ok(), "{what}");
             }
             "rtcp_compound" => assert_eq!(validate_compound(&seed.bytes), Ok(()), "{what}"),
+            "vp8_descriptor" => assert!(Vp8Descriptor::parse(&seed.bytes).is_some(), "{what}"),
+            "vp9_descriptor" => assert!(Vp9Descriptor::parse(&seed.bytes).is_some(), "{what}"),
+            "h264_keyframe" => assert_eq!(
+                h264::is_keyframe(&seed.bytes),
+                matches!(
+                    seed.name,
+                    "single-idr.bin" | "stap-a-sps-pps-idr.bin" | "fu-a-idr-start.bin"
+                ),
+                "{what}"
+            ),
+            "av1_aggregation" => {
+                assert!(
+                    av1::AggregationHeader::parse(&seed.bytes).is_some(),
+                    "{what}"
+                );
+                assert!(av1::obus(&seed.bytes).count() > 0, "{what}");
+            }
+            "dependency_descriptor" if seed.name.starts_with("reader-") => {
+                let mut reader = DependencyDescriptorReader::new();
+                let mut rest = seed.bytes.as_slice();
+                while let Some((&len, tail)) = rest.split_first() {
+                    let (ext, tail) = tail.split_at(usize::from(len).min(tail.len()));
+                    rest = tail;
+                    reader.read(ext).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                }
+            }
+            "dependency_descriptor" => {
+                dd::parse(&seed.bytes, Some(&structure))
+                    .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+            }
             _ => {}
         }
     }

@@ -177,7 +177,15 @@ pub fn vp8_rewriter_script(data: &[u8]) {
                 payload.get(descriptor.header_len..)
             );
             let written = i64::from(out.picture_id.unwrap_or(0));
-            let out_ext = extend(written, max_out, modulus);
+            // A frame newer than every input so far is ahead of every output so far: extend it
+            // forward (after a long loss the gap may exceed half of a 7-bit id space).
+            let out_ext = match max_out {
+                Some(r) if input > highest && !is_switch => {
+                    let d = (written - r).rem_euclid(modulus);
+                    r + if d == 0 { modulus } else { d }
+                }
+                _ => extend(written, max_out, modulus),
+            };
             // TL0PICIDX.
             let tl0_written = i64::from(out.tl0_pic_idx.unwrap_or(0));
             let tl0_ext = extend(tl0_written, max_tl0_out, 256);
