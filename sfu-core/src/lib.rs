@@ -63,6 +63,7 @@
 
 pub mod active_speaker;
 pub mod allocator;
+pub mod bandwidth_estimator;
 pub mod buffer_pool;
 pub mod client_hello;
 pub mod codecs;
