@@ -349,6 +349,8 @@ impl Consumer {
             };
             self.timestamps.align(header.timestamp, next);
         }
+        // Kept so that a packet refused below gives its sequence number back (no gap).
+        let seq_before = self.vp8.is_some().then(|| self.seq.clone());
         let (sequence_number, roc) = self.seq.rewrite(header.sequence_number);
         let timestamp = self.timestamps.rewrite(header.timestamp);
         let outgoing = OutgoingHeader {
@@ -378,6 +380,12 @@ impl Consumer {
         );
         out.extend_from_slice(payload);
         let Ok(vp8_ids) = self.rewrite_vp8(out, header_len, switched) else {
+            // The rewriter cannot place this packet (too old, or its frame was dropped): it is
+            // not sent, and the number it took is closed up like any dropped packet's.
+            if let Some(before) = seq_before {
+                self.seq = before;
+                self.seq.skip(header.sequence_number);
+            }
             return None;
         };
         self.stats.packets += 1;
@@ -618,6 +626,95 @@ mod tests {
         assert!(
             c.write_packet(Instant::now(), 0, None, &h, &p, b"x", &mut out)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_packet_the_vp8_rewriter_refuses_leaves_no_sequence_gap() {
+        use crate::codecs::vp8::tests::{keyframe_packet, packet};
+        let vp8 = RtpCodecParameters {
+            mime_type: "video/VP8".into(),
+            payload_type: 96,
+            clock_rate: 90_000,
+            channels: None,
+            parameters: vec![],
+            rtcp_feedback: vec![],
+            rtx_payload_type: None,
+        };
+        let producer = RtpParameters {
+            mid: Some("1".into()),
+            codecs: vec![vp8.clone()],
+            header_extensions: vec![],
+            encodings: ["q", "h", "f"]
+                .iter()
+                .map(|r| RtpEncodingParameters {
+                    rid: Some((*r).into()),
+                    ..Default::default()
+                })
+                .collect(),
+            cname: None,
+        };
+        let caps = RtpCapabilities {
+            codecs: vec![vp8],
+            header_extensions: vec![],
+        };
+        let params = producer.for_consumer(&caps, None, 7, 8).unwrap();
+        let mut c = Consumer::new(
+            ConsumerId(1),
+            TransportId(1),
+            ProducerId(1),
+            MediaKind::Video,
+            &producer,
+            params,
+            500,
+            0,
+        );
+        c.set_target_stream(Some(0));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut send = |c: &mut Consumer, seq: u16, payload: Vec<u8>| {
+            let mut p = vec![0x80, 96];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 1]);
+            p.extend_from_slice(&payload);
+            let p = Bytes::from(p);
+            let h = RtpHeader::parse(&p).unwrap();
+            let info = crate::codecs::describe(Codec::Vp8, &p[12..]);
+            c.write_packet(now, 0, info.as_ref(), &h, &p, &p[12..], &mut out)
+                .map(|_| RtpHeader::parse(&out).unwrap().sequence_number)
+        };
+        assert_eq!(
+            send(&mut c, 10, keyframe_packet(Some((1000, true)), None, None)),
+            Some(500)
+        );
+        for (i, pid) in (1001..1041u16).enumerate() {
+            assert_eq!(
+                send(
+                    &mut c,
+                    11 + i as u16,
+                    packet(Some((pid, true)), None, None, &[0x31, 0x10, 0x00])
+                ),
+                Some(501 + i as u16)
+            );
+        }
+        // In sequence, but its frame is older than the rewriter remembers: refused...
+        assert_eq!(
+            send(
+                &mut c,
+                51,
+                packet(Some((1001, true)), None, None, &[0x31, 0x10, 0x00])
+            ),
+            None
+        );
+        // ...and the next packet takes the number it would have had: no gap.
+        assert_eq!(
+            send(
+                &mut c,
+                52,
+                packet(Some((1041, true)), None, None, &[0x31, 0x10, 0x00])
+            ),
+            Some(541)
         );
     }
 }
