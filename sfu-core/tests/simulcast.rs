@@ -1172,3 +1172,54 @@ fn a_subscriber_joining_a_running_stream_starts_at_a_keyframe_of_its_layer_promp
     assert_decodable(&rx_a, "A");
     assert_every_frame_from(&sim, &rx_a, Q, rx_a[0].tick, "A");
 }
+
+/// The web client resumes a hidden video with one `set_subscription` carrying its shown height
+/// and `paused: false`: preferences first (while still paused), then the resume. The keyframe
+/// must still be asked for at once, with another subscriber on the same layer.
+#[test]
+fn resuming_with_new_preferences_asks_for_the_keyframe_at_once() {
+    let mut sim = Sim::new(2);
+    sim.run(Duration::from_secs(2));
+    let (a, b) = (sim.subs[A].consumer, sim.subs[B].consumer);
+    let now = sim.now();
+    sim.net
+        .worker_mut()
+        .set_consumer_paused(now, b, true)
+        .unwrap();
+    sim.run(Duration::from_secs(1));
+    let before = sim.received(B).len();
+    let resumed_at = sim.now();
+    let shown = ConsumerPreferences {
+        max_height: Some(720),
+        ..Default::default()
+    };
+    sim.net
+        .worker_mut()
+        .set_consumer_preferences(resumed_at, b, shown)
+        .unwrap();
+    sim.net
+        .worker_mut()
+        .set_consumer_paused(resumed_at, b, false)
+        .unwrap();
+    let _ = a;
+    sim.run(Duration::from_secs(1));
+    let rx = sim.received(B);
+    assert!(rx.len() > before, "forwarding resumed");
+    let first = &rx[before];
+    assert!(
+        first.keyframe && first.layer == F,
+        "resumed at a keyframe of f: {first:?}"
+    );
+    let plis = sim.plis_since(F, resumed_at);
+    assert!(
+        plis.first()
+            .is_some_and(|t| t.duration_since(resumed_at) < Duration::from_millis(50)),
+        "the keyframe request left at once: {:?}",
+        plis.first().map(|t| t.duration_since(resumed_at))
+    );
+    assert!(
+        first.at.duration_since(resumed_at) < Duration::from_millis(200),
+        "resumed after {:?}",
+        first.at.duration_since(resumed_at)
+    );
+}
