@@ -28,12 +28,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The control plane, with your own API key (rotate by adding the new key before removing
     // the old one) and development tokens on for the example page.
     let mut config = SignalingConfig::default();
-    config.keys.insert("my-app", b"replace me with 32 random bytes!".to_vec());
+    config
+        .keys
+        .insert("my-app", b"replace me with 32 random bytes!".to_vec());
     config.dev_key = Some("my-app".into());
     config.web_root = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/web").into());
 
     // What your application does when a user opens a meeting: mint a short-lived token.
-    let token = config.keys.mint("my-app", "alice", "Alice", "demo", Grants::participant(), Duration::from_secs(600))?;
+    let token = config.keys.mint(
+        "my-app",
+        "alice",
+        "Alice",
+        "demo",
+        Grants::participant(),
+        Duration::from_secs(600),
+    )?;
     println!("a token for alice in room demo: {token}");
 
     let server = SignalingServer::new(config, Arc::new(worker), events);

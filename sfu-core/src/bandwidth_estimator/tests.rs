@@ -660,8 +660,14 @@ fn bandwidth_estimator_explore() {
             .map(|s| s.queue_ms)
             .fold(0.0, f64::max);
         let recovered = first_reaching(&samples, up, 2.5e6).map(|t| t - up);
-        assert!(ramp.is_some_and(|t| t < 5.0), "config {i}: ramp-up {ramp:?}");
-        assert!(recovered.is_some_and(|t| t < 10.0), "config {i}: recovery {recovered:?}");
+        assert!(
+            ramp.is_some_and(|t| t < 5.0),
+            "config {i}: ramp-up {ramp:?}"
+        );
+        assert!(
+            recovered.is_some_and(|t| t < 10.0),
+            "config {i}: recovery {recovered:?}"
+        );
         lines.push(format!(
             "{i:2} queue {:4} KB prop {:4} ms pacing {pacing} fb {fb:3} ms jitter {jitter} loss {loss}: ramp {ramp:?} mean(5-15) {:.2} | fit +{fit:.2?} drained +{drained:.2?} peak {peak_queue:.0} ms steady max {steady_queue:.0} ms mean {:.2} | up +{recovered:.2?} mean(up+5..) {:.2}",
             queue / 1000,
