@@ -1446,6 +1446,57 @@ impl Worker {
             });
         }
     }
+
+    /// A snapshot of the worker's counters for monitoring: live object counts, the sums of the
+    /// live transports' counters, each live transport's counters and the drops by reason.
+    ///
+    /// A transport's counters leave the sums when it closes (the worker keeps no running totals
+    /// of closed transports): an embedder wanting monotonic totals keeps them itself from
+    /// [`WorkerStats::transports`], and reads [`Worker::transport_stats`] just before it closes
+    /// a transport. Drops are counted by the worker itself and only grow. Allocates one entry
+    /// per live transport; meant for a scrape every few seconds, not for the packet path.
+    pub fn stats(&self) -> WorkerStats {
+        let mut live = TransportStats::default();
+        let mut transports = Vec::with_capacity(self.transports.len());
+        for (id, t) in &self.transports {
+            let s = t.stats;
+            live.datagrams_in += s.datagrams_in;
+            live.bytes_in += s.bytes_in;
+            live.bytes_out += s.bytes_out;
+            live.rtp_in += s.rtp_in;
+            live.rtp_out += s.rtp_out;
+            live.rtcp_in += s.rtcp_in;
+            live.rtcp_out += s.rtcp_out;
+            transports.push((*id, s));
+        }
+        WorkerStats {
+            routers: self.routers.len(),
+            producers: self.producers.len(),
+            consumers: self.consumers.len(),
+            live,
+            transports,
+            drops: self.drops.clone(),
+        }
+    }
+}
+
+/// The worker's counters at one moment ([`Worker::stats`]).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerStats {
+    /// Live routers.
+    pub routers: usize,
+    /// Live producers.
+    pub producers: usize,
+    /// Live consumers.
+    pub consumers: usize,
+    /// The sums of the live transports' counters. Datagrams are counted in only; bytes out
+    /// include STUN responses and DTLS as well as SRTP and SRTCP.
+    pub live: TransportStats,
+    /// Each live transport's counters, by id (ascending). Its length is the number of live
+    /// transports.
+    pub transports: Vec<(TransportId, TransportStats)>,
+    /// Datagrams dropped, by reason, since the worker started.
+    pub drops: DropCounters,
 }
 
 fn srtp_drop(e: &SrtpError) -> DropReason {

@@ -1,8 +1,9 @@
 //! `sfu-server`: a working meeting server with embedded defaults.
 //!
 //! `cargo run -p sfu-server` binds HTTP/WebSocket on 127.0.0.1:7880 and media on UDP
-//! 127.0.0.1:7882, serves the example web client at `/`, and (development mode, the default
-//! when no API key is configured) mints tokens at `/dev/token`. Settings come from, in order
+//! 127.0.0.1:7882, serves the example web client at `/` and Prometheus metrics at `/metrics`
+//! (`docs/operations.md`), and (development mode, the default when no API key is configured)
+//! mints tokens at `/dev/token`. Settings come from, in order
 //! of precedence: command-line flags, `SFU_*` environment variables, a TOML file
 //! (`--config`), the defaults.
 
@@ -151,7 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind(http_listen).await?;
         let http = listener.local_addr()?;
         println!(
-            "sfu-server listening: http://{http} (media UDP {media}){}",
+            "sfu-server listening: http://{http} (media UDP {media}, metrics http://{http}/metrics){}",
             if dev { ", development mode" } else { "" }
         );
         server.serve(listener, shutdown_signal()).await?;

@@ -3,7 +3,8 @@
 //! Browsers talk to the server over one WebSocket each (protocol v1, `docs/protocol.md`).
 //! This crate turns that conversation into media objects on an `sfu-core` worker:
 //!
-//! * [`server`] — the axum router: `/ws`, `/healthz`, `/dev/token`, the web client.
+//! * [`server`] — the axum router: `/ws`, `/healthz`, `/metrics`, `/dev/token`, the web client.
+//! * [`metrics`] — the Prometheus metrics of one server (`docs/operations.md`).
 //! * [`session`] — one WebSocket: limits, authentication, frame dispatch.
 //! * [`registry`] and [`room`] — the rooms; each room is an actor owning its participants,
 //!   tracks, transports, producers and consumers.
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod access_token;
+pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod registry;

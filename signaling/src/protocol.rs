@@ -323,6 +323,27 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (`ALL[code as usize] == code`).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadRequest,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::InvalidToken,
+        ErrorCode::WrongRoom,
+        ErrorCode::UnsupportedProtocol,
+        ErrorCode::PermissionDenied,
+        ErrorCode::InvalidSdp,
+        ErrorCode::NoSupportedCodec,
+        ErrorCode::UnknownTrack,
+        ErrorCode::OutOfOrder,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::RoomFull,
+        ErrorCode::Internal,
+    ];
+
     /// Whether the server closes the session after sending this error.
     pub fn is_fatal(self) -> bool {
         matches!(
@@ -490,6 +511,36 @@ mod tests {
                 .code,
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn all_lists_every_code_once_in_declaration_order() {
+        // Adding a variant breaks this match: add it to `ErrorCode::ALL` too.
+        let listed = |c: ErrorCode| match c {
+            ErrorCode::BadJson
+            | ErrorCode::UnknownType
+            | ErrorCode::BadRequest
+            | ErrorCode::NotJoined
+            | ErrorCode::AlreadyJoined
+            | ErrorCode::InvalidToken
+            | ErrorCode::WrongRoom
+            | ErrorCode::UnsupportedProtocol
+            | ErrorCode::PermissionDenied
+            | ErrorCode::InvalidSdp
+            | ErrorCode::NoSupportedCodec
+            | ErrorCode::UnknownTrack
+            | ErrorCode::OutOfOrder
+            | ErrorCode::FrameTooLarge
+            | ErrorCode::RateLimited
+            | ErrorCode::RoomFull
+            | ErrorCode::Internal => ErrorCode::ALL.contains(&c),
+        };
+        assert_eq!(ErrorCode::ALL.len(), 17);
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert!(listed(*c));
+            assert_eq!(*c as usize, i, "{c:?}");
+            assert_eq!(serde_json::to_value(c).unwrap(), json!(c.as_str()));
+        }
     }
 
     #[test]

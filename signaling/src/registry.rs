@@ -12,6 +12,7 @@ use sfu_core::driver::WorkerHandle;
 use sfu_core::{RouterId, TransportId, WorkerEvent};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::room::{Room, RoomCommand, RoomSettings};
 
@@ -25,18 +26,39 @@ pub struct Registry {
     routers: Arc<StdMutex<HashMap<RouterId, String>>>,
     worker: Arc<WorkerHandle>,
     settings: RoomSettings,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
-    /// An empty registry whose rooms live on `worker`.
+    /// An empty registry whose rooms live on `worker`, with metrics of its own.
     pub fn new(worker: Arc<WorkerHandle>, settings: RoomSettings) -> Self {
+        Self::with_metrics(worker, settings, Arc::default())
+    }
+
+    /// An empty registry whose rooms live on `worker` and count themselves in `metrics`.
+    pub fn with_metrics(
+        worker: Arc<WorkerHandle>,
+        settings: RoomSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             rooms: Arc::default(),
             transports: Arc::default(),
             routers: Arc::default(),
             worker,
             settings,
+            metrics,
         }
+    }
+
+    /// The metrics the rooms count themselves in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The worker the rooms live on.
+    pub fn worker(&self) -> &Arc<WorkerHandle> {
+        &self.worker
     }
 
     /// Sends a `Join` to `room`, creating the room if needed; returns the room's command channel.

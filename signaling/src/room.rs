@@ -19,6 +19,7 @@ use sfu_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access_token::{Claims, Grants};
+use crate::metrics::Live;
 use crate::protocol::{
     ErrorCode, ParticipantInfo, ProtocolError, PublishTrack, PublishedTrack, ServerMessage,
     SubscribedTrack, TrackInfo, TrackSource,
@@ -144,6 +145,8 @@ struct Track {
     info: TrackInfo,
     producer: ProducerId,
     publish_mid: String,
+    /// Counts the track in `sfu_tracks` while it exists.
+    _live: Live,
 }
 
 struct Slot {
@@ -181,6 +184,8 @@ struct Participant {
     kick: Option<oneshot::Sender<String>>,
     subscription: Subscription,
     publication: Option<Publication>,
+    /// Counts the participant in `sfu_participants` while it is in the room.
+    _live: Live,
 }
 
 /// The room actor's state.
@@ -196,6 +201,8 @@ pub struct Room {
     evicted: Vec<String>,
     /// The sid of the current dominant speaker.
     active_speaker: Option<String>,
+    /// Counts the room in `sfu_rooms` while the actor lives.
+    _live: Live,
 }
 
 fn local(info: &WebRtcTransportInfo) -> LocalTransport {
@@ -225,6 +232,7 @@ impl Room {
             .await
             .map_err(internal)?;
         registry.watch_router(router, &name);
+        let live = registry.metrics().room();
         Ok(Self {
             name,
             router,
@@ -235,6 +243,7 @@ impl Room {
             tracks: BTreeMap::new(),
             evicted: Vec::new(),
             active_speaker: None,
+            _live: live,
         })
     }
 
@@ -254,6 +263,7 @@ impl Room {
                 }
                 RoomCommand::Request { sid, id, request } => {
                     if let Err(e) = self.request(&sid, id.clone(), request).await {
+                        self.registry.metrics().count_error(e.code);
                         self.send(&sid, e.to_message(Some(id)));
                     }
                 }
@@ -372,6 +382,7 @@ impl Room {
                 fingerprint_known: false,
             },
             publication: None,
+            _live: self.registry.metrics().participant(),
         };
         let others: Vec<ParticipantInfo> =
             self.participants.values().map(|p| p.info.clone()).collect();
@@ -594,6 +605,7 @@ impl Room {
                         info,
                         producer,
                         publish_mid: m.mid.clone(),
+                        _live: self.registry.metrics().track(kind),
                     },
                 );
                 created.push(track_id.clone());
@@ -978,10 +990,15 @@ impl Room {
         for t in &transports {
             self.registry.unwatch_transport(*t);
         }
+        let metrics = self.registry.metrics().clone();
         let _ = self
             .worker
             .call(move |w, _| {
                 for t in transports {
+                    // Its counters leave the worker's sums with it: keep them in the totals.
+                    if let Some(last) = w.transport_stats(t) {
+                        metrics.retire_transport(t, last);
+                    }
                     w.close_transport(t);
                 }
             })

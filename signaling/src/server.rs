@@ -1,4 +1,5 @@
-//! The HTTP side: the WebSocket endpoint, health check, development tokens and the web client.
+//! The HTTP side: the WebSocket endpoint, health check, Prometheus metrics, development tokens
+//! and the web client.
 //!
 //! [`SignalingServer`] wires a [`Registry`] of rooms to an axum router. It owns no media: the
 //! rooms talk to the `sfu-core` worker. Shutdown tells every session (`closing`) before the
@@ -8,7 +9,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tower_http::services::ServeDir;
 
 use crate::access_token::{ApiKeys, Grants};
+use crate::metrics::{self, Metrics};
 use crate::registry::Registry;
 use crate::room::RoomSettings;
 use crate::session::{self, SessionLimits};
@@ -53,7 +54,7 @@ pub struct ServerContext {
     dev_key: Option<String>,
     unjoined: Mutex<HashMap<IpAddr, usize>>,
     shutdown: watch::Receiver<bool>,
-    frames: AtomicU64,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl ServerContext {
@@ -81,7 +82,7 @@ impl ServerContext {
     }
 
     pub(crate) fn count_frame(&self) {
-        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_frame();
     }
 }
 
@@ -99,7 +100,8 @@ impl SignalingServer {
         worker: Arc<WorkerHandle>,
         events: mpsc::UnboundedReceiver<WorkerEvent>,
     ) -> Self {
-        let registry = Registry::new(worker, config.room.clone());
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::with_metrics(worker, config.room.clone(), metrics.clone());
         tokio::spawn(registry.clone().dispatch_worker_events(events));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(ServerContext {
@@ -109,7 +111,7 @@ impl SignalingServer {
             dev_key: config.dev_key,
             unjoined: Mutex::default(),
             shutdown: shutdown_rx,
-            frames: AtomicU64::new(0),
+            metrics,
         });
         Self {
             ctx,
@@ -123,6 +125,7 @@ impl SignalingServer {
         let mut router = Router::new()
             .route("/ws", get(websocket))
             .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(prometheus_metrics))
             .route("/dev/token", get(dev_token))
             .with_state(self.ctx.clone());
         if let Some(root) = &self.web_root {
@@ -177,6 +180,16 @@ async fn websocket(
             move |_| ctx.release_unjoined(ip)
         })
         .on_upgrade(move |socket| session::run(socket, ctx, ip, shutdown))
+}
+
+/// `GET /metrics`: the Prometheus text exposition of this server (`docs/operations.md`).
+async fn prometheus_metrics(State(ctx): State<Arc<ServerContext>>) -> Response {
+    let text = ctx.metrics.render(ctx.registry.worker()).await;
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

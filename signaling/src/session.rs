@@ -123,6 +123,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = ctx.limits.clone();
+    let _open = ctx.metrics.session();
     let mut slot = UnjoinedSlot {
         ctx: ctx.clone(),
         ip,
@@ -192,8 +193,9 @@ pub async fn run(
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
                 last_frame = Instant::now();
+                ctx.count_frame();
                 let e = ProtocolError::new(ErrorCode::BadJson, "frames must be JSON text");
-                if !reply_error(&outbound, e, None) {
+                if !reply_error(&ctx, &outbound, e, None) {
                     break;
                 }
                 continue;
@@ -206,29 +208,29 @@ pub async fn run(
         };
         let now = Instant::now();
         last_frame = now;
+        ctx.count_frame();
         if text.len() > limits.max_frame {
             let e = ProtocolError::new(
                 ErrorCode::FrameTooLarge,
                 format!("frames are limited to {} bytes", limits.max_frame),
             );
-            reply_error(&outbound, e, None);
+            reply_error(&ctx, &outbound, e, None);
             break;
         }
         if !limiter.allow(now) {
             let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames");
-            reply_error(&outbound, e, None);
+            reply_error(&ctx, &outbound, e, None);
             break;
         }
         let message = match parse_client_message(&text) {
             Ok(m) => m,
             Err((e, id)) => {
-                if !reply_error(&outbound, e, id) {
+                if !reply_error(&ctx, &outbound, e, id) {
                     break;
                 }
                 continue;
             }
         };
-        ctx.count_frame();
         let keep_going = match (&state, message) {
             (_, ClientMessage::Ping { id }) => send(&outbound, ServerMessage::Pong { id }),
             (
@@ -246,9 +248,10 @@ pub async fn run(
                     kicked = Some(kick);
                     true
                 }
-                Err(e) => reply_error(&outbound, e, Some(id)),
+                Err(e) => reply_error(&ctx, &outbound, e, Some(id)),
             },
             (State::Joined { .. }, ClientMessage::Join { id, .. }) => reply_error(
+                &ctx,
                 &outbound,
                 ProtocolError::new(ErrorCode::AlreadyJoined, "already joined"),
                 Some(id),
@@ -256,6 +259,7 @@ pub async fn run(
             (State::Unjoined, other) => {
                 let id = other.id().clone();
                 reply_error(
+                    &ctx,
                     &outbound,
                     ProtocolError::new(ErrorCode::NotJoined, "send join first"),
                     Some(id),
@@ -326,8 +330,14 @@ fn send(outbound: &mpsc::Sender<Outbound>, message: ServerMessage) -> bool {
     outbound.try_send(Outbound::Frame(message)).is_ok()
 }
 
-/// Sends an error; returns whether the session continues.
-fn reply_error(outbound: &mpsc::Sender<Outbound>, error: ProtocolError, id: Option<Value>) -> bool {
+/// Sends an error (and counts it); returns whether the session continues.
+fn reply_error(
+    ctx: &ServerContext,
+    outbound: &mpsc::Sender<Outbound>,
+    error: ProtocolError,
+    id: Option<Value>,
+) -> bool {
+    ctx.metrics.count_error(error.code);
     let fatal = error.code.is_fatal();
     let sent = send(outbound, error.to_message(id));
     if fatal {

@@ -1,0 +1,526 @@
+//! Prometheus metrics, served by the signaling server at `GET /metrics` (`docs/operations.md`
+//! lists every metric).
+//!
+//! # Design
+//!
+//! * **One recorder per server, none global.** [`Metrics::new`] builds its own
+//!   `metrics_exporter_prometheus::PrometheusRecorder` (without the exporter's HTTP listener:
+//!   the axum router serves the text from [`PrometheusHandle::render`]) and registers every
+//!   metric once, up front, through [`metrics::with_local_recorder`]. The resulting
+//!   [`Counter`]/[`Gauge`] handles are plain shared atomics: updating one is an atomic add, with
+//!   no name lookup and no thread-local. Nothing is installed as the process-wide recorder, so
+//!   several servers in one process (the tests start many) each report exactly their own rooms
+//!   and sessions, and an application embedding this crate keeps its global recorder to itself.
+//!   Registering up front also means every label value (each error code, each drop reason, both
+//!   track kinds) is exported from the first scrape, at 0, so a rate over it is defined.
+//! * **Signaling numbers are maintained where they change.** Rooms, participants, tracks and
+//!   sessions are gauges held by RAII guards ([`Live`]) stored in the objects they count: a
+//!   `Room`, a participant, a track, a session task. Whatever path removes the object (leave,
+//!   kick, transport failure, shutdown) drops the guard, so a gauge cannot drift. Frames and
+//!   errors are counters incremented where a frame is read and where an error is answered.
+//! * **Media-plane numbers are pulled from the worker at scrape time**, never counted on the
+//!   packet path: the scrape runs one closure on the worker thread ([`Worker::stats`]) that
+//!   also updates the handles, so updates are ordered with the worker's own changes. The
+//!   worker sums only *live* transports (a closed transport's counters disappear with it), so
+//!   [`MediaTotals`] keeps monotonic totals here: the room reads a transport's final counters
+//!   just before it closes it ([`Metrics::retire_transport`], in the same worker closure), and a
+//!   transport that vanished between two scrapes (closed by the worker: consent expired, DTLS
+//!   failed) contributes what the previous scrape saw of it. Traffic such a transport carried
+//!   after the last scrape before it failed is the only traffic not counted. Drop counters are
+//!   kept by the worker for its whole life and exported as they are.
+//! * **Process basics are read from `/proc` at scrape time** (Linux only) and written in the
+//!   text format by hand after the exporter's output: they are per process, not per server, and
+//!   CPU seconds are fractional while the exporter's counters are integers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use sfu_core::driver::WorkerHandle;
+use sfu_core::webrtc_transport::TransportStats;
+use sfu_core::{DropReason, MediaKind, TransportId, Worker};
+
+use crate::protocol::ErrorCode;
+
+/// The `Content-Type` of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A gauge held at +1 while this guard lives.
+#[must_use = "the gauge goes back down when the guard is dropped"]
+pub struct Live(Gauge);
+
+impl Live {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+/// Monotonic media totals over live and closed transports.
+#[derive(Debug, Default)]
+pub struct MediaTotals {
+    /// Final counters of closed transports, summed.
+    retired: TransportStats,
+    /// The last counters seen of each live transport.
+    live: HashMap<TransportId, TransportStats>,
+}
+
+fn add(sum: &mut TransportStats, s: &TransportStats) {
+    sum.datagrams_in += s.datagrams_in;
+    sum.bytes_in += s.bytes_in;
+    sum.bytes_out += s.bytes_out;
+    sum.rtp_in += s.rtp_in;
+    sum.rtp_out += s.rtp_out;
+    sum.rtcp_in += s.rtcp_in;
+    sum.rtcp_out += s.rtcp_out;
+}
+
+impl MediaTotals {
+    /// A transport about to close, with its final counters.
+    pub fn retire(&mut self, id: TransportId, last: TransportStats) {
+        self.live.remove(&id);
+        add(&mut self.retired, &last);
+    }
+
+    /// Takes a snapshot of every live transport and returns the totals over all transports
+    /// ever seen. A transport missing from the snapshot closed without [`Self::retire`]: the
+    /// counters last seen of it are kept.
+    pub fn observe(&mut self, live: &[(TransportId, TransportStats)]) -> TransportStats {
+        let mut next = HashMap::with_capacity(live.len());
+        for (id, s) in live {
+            next.insert(*id, *s);
+        }
+        for (id, last) in self.live.drain() {
+            if !next.contains_key(&id) {
+                add(&mut self.retired, &last);
+            }
+        }
+        self.live = next;
+        let mut total = self.retired;
+        for s in self.live.values() {
+            add(&mut total, s);
+        }
+        total
+    }
+}
+
+/// One server's metrics.
+pub struct Metrics {
+    handle: PrometheusHandle,
+    rooms: Gauge,
+    participants: Gauge,
+    tracks_audio: Gauge,
+    tracks_video: Gauge,
+    sessions: Gauge,
+    frames: Counter,
+    /// By `ErrorCode as usize`.
+    errors: Vec<Counter>,
+    worker_up: Gauge,
+    routers: Gauge,
+    transports: Gauge,
+    producers: Gauge,
+    consumers: Gauge,
+    datagrams_in: Counter,
+    rtp_in: Counter,
+    rtp_out: Counter,
+    rtcp_in: Counter,
+    rtcp_out: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    drops: Vec<(DropReason, Counter)>,
+    totals: Mutex<MediaTotals>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics on its own recorder, every series registered (at 0).
+    pub fn new() -> Self {
+        let recorder: PrometheusRecorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            use metrics::{counter, describe_counter, describe_gauge, gauge};
+            describe_gauge!("sfu_rooms", "Rooms open on this server.");
+            describe_gauge!("sfu_participants", "Participants joined, over all rooms.");
+            describe_gauge!("sfu_tracks", "Published tracks, by kind (audio, video).");
+            describe_gauge!("sfu_sessions", "WebSocket sessions open, joined or not.");
+            describe_counter!(
+                "sfu_signaling_frames_received_total",
+                "WebSocket data frames (text or binary) received, valid or not."
+            );
+            describe_counter!(
+                "sfu_signaling_errors_total",
+                "Error frames sent to clients, by protocol error code."
+            );
+            describe_gauge!(
+                "sfu_worker_up",
+                "1 if the media worker answered the last scrape, 0 if it has stopped."
+            );
+            describe_gauge!("sfu_routers", "Routers (rooms' media) live on the worker.");
+            describe_gauge!("sfu_transports", "WebRTC transports live on the worker.");
+            describe_gauge!(
+                "sfu_producers",
+                "Producers (incoming tracks) live on the worker."
+            );
+            describe_gauge!(
+                "sfu_consumers",
+                "Consumers (outgoing tracks) live on the worker."
+            );
+            describe_counter!(
+                "sfu_datagrams_total",
+                "UDP datagrams received by transports (STUN, DTLS, SRTP, SRTCP)."
+            );
+            describe_counter!(
+                "sfu_packets_total",
+                "RTP and RTCP packets accepted (in) and sent (out), by protocol."
+            );
+            describe_counter!(
+                "sfu_bytes_total",
+                "UDP payload bytes received and sent by transports, all protocols."
+            );
+            describe_counter!(
+                "sfu_drops_total",
+                "Datagrams or packets the worker dropped, by reason."
+            );
+            describe_gauge!("sfu_build_info", "Always 1; the version is a label.");
+            gauge!("sfu_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            let packets = |direction: &'static str, protocol: &'static str| counter!("sfu_packets_total", "direction" => direction, "protocol" => protocol);
+            Self {
+                handle,
+                rooms: gauge!("sfu_rooms"),
+                participants: gauge!("sfu_participants"),
+                tracks_audio: gauge!("sfu_tracks", "kind" => "audio"),
+                tracks_video: gauge!("sfu_tracks", "kind" => "video"),
+                sessions: gauge!("sfu_sessions"),
+                frames: counter!("sfu_signaling_frames_received_total"),
+                errors: ErrorCode::ALL
+                    .iter()
+                    .map(|c| counter!("sfu_signaling_errors_total", "code" => c.as_str()))
+                    .collect(),
+                worker_up: gauge!("sfu_worker_up"),
+                routers: gauge!("sfu_routers"),
+                transports: gauge!("sfu_transports"),
+                producers: gauge!("sfu_producers"),
+                consumers: gauge!("sfu_consumers"),
+                datagrams_in: counter!("sfu_datagrams_total", "direction" => "in"),
+                rtp_in: packets("in", "rtp"),
+                rtp_out: packets("out", "rtp"),
+                rtcp_in: packets("in", "rtcp"),
+                rtcp_out: packets("out", "rtcp"),
+                bytes_in: counter!("sfu_bytes_total", "direction" => "in"),
+                bytes_out: counter!("sfu_bytes_total", "direction" => "out"),
+                drops: DropReason::ALL
+                    .iter()
+                    .map(|r| (*r, counter!("sfu_drops_total", "reason" => r.name())))
+                    .collect(),
+                totals: Mutex::default(),
+            }
+        })
+    }
+
+    /// Counts a room while the guard lives.
+    pub fn room(&self) -> Live {
+        Live::new(&self.rooms)
+    }
+
+    /// Counts a participant while the guard lives.
+    pub fn participant(&self) -> Live {
+        Live::new(&self.participants)
+    }
+
+    /// Counts a published track of `kind` while the guard lives.
+    pub fn track(&self, kind: MediaKind) -> Live {
+        Live::new(match kind {
+            MediaKind::Audio => &self.tracks_audio,
+            MediaKind::Video => &self.tracks_video,
+        })
+    }
+
+    /// Counts an open WebSocket session while the guard lives.
+    pub fn session(&self) -> Live {
+        Live::new(&self.sessions)
+    }
+
+    /// Counts a WebSocket data frame received.
+    pub fn count_frame(&self) {
+        self.frames.increment(1);
+    }
+
+    /// Counts an error frame sent.
+    pub fn count_error(&self, code: ErrorCode) {
+        if let Some(c) = self.errors.get(code as usize) {
+            c.increment(1);
+        }
+    }
+
+    /// Records a transport's final counters; call on the worker thread, in the same closure
+    /// that closes the transport.
+    pub fn retire_transport(&self, id: TransportId, last: TransportStats) {
+        self.totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retire(id, last);
+    }
+
+    /// Updates the media-plane metrics from `worker` (on the worker thread).
+    pub fn collect(&self, worker: &Worker) {
+        let stats = worker.stats();
+        let total = self
+            .totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(&stats.transports);
+        self.routers.set(stats.routers as f64);
+        self.transports.set(stats.transports.len() as f64);
+        self.producers.set(stats.producers as f64);
+        self.consumers.set(stats.consumers as f64);
+        // `absolute` never lowers a counter (it is a fetch-max).
+        self.datagrams_in.absolute(total.datagrams_in);
+        self.rtp_in.absolute(total.rtp_in);
+        self.rtp_out.absolute(total.rtp_out);
+        self.rtcp_in.absolute(total.rtcp_in);
+        self.rtcp_out.absolute(total.rtcp_out);
+        self.bytes_in.absolute(total.bytes_in);
+        self.bytes_out.absolute(total.bytes_out);
+        for (reason, counter) in &self.drops {
+            counter.absolute(stats.drops.get(*reason));
+        }
+    }
+
+    /// The exposition text: refreshes the media-plane numbers from `worker`, then renders.
+    pub async fn render(self: &Arc<Self>, worker: &WorkerHandle) -> String {
+        let me = self.clone();
+        let up = worker.call(move |w, _| me.collect(w)).await.is_ok();
+        self.worker_up.set(if up { 1.0 } else { 0.0 });
+        let mut text = self.handle.render();
+        process::render(&mut text);
+        text
+    }
+}
+
+/// `process_*` metrics of the Prometheus client conventions, from `/proc/self` (Linux only).
+mod process {
+    use std::fmt::Write;
+
+    /// Clock ticks per second of `/proc/*/stat` (`USER_HZ`, 100 on every Linux ABI).
+    const USER_HZ: f64 = 100.0;
+
+    fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n\n"
+        );
+    }
+
+    /// Appends what can be read; writes nothing where `/proc` is missing.
+    pub fn render(out: &mut String) {
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // The command name is in parentheses and may contain anything: fields start after
+            // the last ')', at field 3 (state).
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let field = |n: usize| {
+                fields
+                    .get(n.wrapping_sub(3))
+                    .and_then(|f| f.parse::<f64>().ok())
+            };
+            if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+                metric(
+                    out,
+                    "process_cpu_seconds_total",
+                    "counter",
+                    "User and system CPU time spent, in seconds.",
+                    (utime + stime) / USER_HZ,
+                );
+            }
+            if let Some(threads) = field(20) {
+                metric(
+                    out,
+                    "process_threads",
+                    "gauge",
+                    "OS threads of the process.",
+                    threads,
+                );
+            }
+            if let Some(vsize) = field(23) {
+                metric(
+                    out,
+                    "process_virtual_memory_bytes",
+                    "gauge",
+                    "Virtual memory size, in bytes.",
+                    vsize,
+                );
+            }
+            let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            });
+            if let (Some(start), Some(boot)) = (field(22), boot) {
+                metric(
+                    out,
+                    "process_start_time_seconds",
+                    "gauge",
+                    "Start time of the process since the Unix epoch, in seconds.",
+                    boot + start / USER_HZ,
+                );
+            }
+        }
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmRSS:")
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                })
+            });
+        if let Some(kib) = rss {
+            metric(
+                out,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size, in bytes.",
+                kib * 1024.0,
+            );
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            metric(
+                out,
+                "process_open_fds",
+                "gauge",
+                "Open file descriptors.",
+                dir.count() as f64,
+            );
+        }
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("Max open files")
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
+            });
+        if let Some(max) = max_fds {
+            metric(
+                out,
+                "process_max_fds",
+                "gauge",
+                "Limit of open file descriptors (soft).",
+                max,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(n: u64) -> TransportStats {
+        TransportStats {
+            datagrams_in: n,
+            rtp_in: n,
+            rtp_out: n,
+            bytes_in: 10 * n,
+            bytes_out: 10 * n,
+            rtcp_in: n,
+            rtcp_out: n,
+        }
+    }
+
+    #[test]
+    fn media_totals_stay_monotonic_across_closes() {
+        let (a, b) = (TransportId(1), TransportId(2));
+        let mut t = MediaTotals::default();
+        assert_eq!(t.observe(&[(a, stats(5)), (b, stats(1))]).rtp_in, 6);
+        // `a` grows, then is closed by signaling with its final counters.
+        t.retire(a, stats(8));
+        assert_eq!(t.observe(&[(b, stats(2))]).rtp_in, 10, "8 retired + 2 live");
+        // `b` vanishes without a retire (closed by the worker): its last seen counters stay.
+        assert_eq!(t.observe(&[]).rtp_in, 10);
+        assert_eq!(t.observe(&[]).bytes_out, 100);
+        // A transport retired before any scrape saw it still counts, once.
+        t.retire(TransportId(3), stats(4));
+        assert_eq!(t.observe(&[]).datagrams_in, 14);
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn every_label_is_registered_and_guards_count() {
+        let m = Metrics::new();
+        let text = m.handle.render();
+        for code in ErrorCode::ALL {
+            let series = format!("sfu_signaling_errors_total{{code=\"{}\"}}", code.as_str());
+            assert_eq!(value(&text, &series), Some(0.0), "{series}\n{text}");
+        }
+        for reason in DropReason::ALL {
+            let series = format!("sfu_drops_total{{reason=\"{}\"}}", reason.name());
+            assert_eq!(value(&text, &series), Some(0.0), "{series}\n{text}");
+        }
+        let room = m.room();
+        let audio = m.track(MediaKind::Audio);
+        let video = [m.track(MediaKind::Video), m.track(MediaKind::Video)];
+        m.count_error(ErrorCode::Internal);
+        m.count_error(ErrorCode::Internal);
+        let text = m.handle.render();
+        assert_eq!(value(&text, "sfu_rooms"), Some(1.0));
+        assert_eq!(value(&text, "sfu_tracks{kind=\"audio\"}"), Some(1.0));
+        assert_eq!(value(&text, "sfu_tracks{kind=\"video\"}"), Some(2.0));
+        assert_eq!(
+            value(&text, "sfu_signaling_errors_total{code=\"internal\"}"),
+            Some(2.0)
+        );
+        drop((room, audio, video));
+        let text = m.handle.render();
+        assert_eq!(value(&text, "sfu_rooms"), Some(0.0));
+        assert_eq!(value(&text, "sfu_tracks{kind=\"video\"}"), Some(0.0));
+        // Another server's metrics are its own.
+        let other = Metrics::new();
+        let _p = other.participant();
+        assert_eq!(value(&m.handle.render(), "sfu_participants"), Some(0.0));
+        assert_eq!(value(&other.handle.render(), "sfu_participants"), Some(1.0));
+    }
+
+    #[test]
+    fn process_metrics_render_where_proc_exists() {
+        let mut out = String::new();
+        process::render(&mut out);
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(value(&out, "process_cpu_seconds_total").is_some(), "{out}");
+            assert!(value(&out, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+            assert!(value(&out, "process_open_fds").is_some_and(|v| v > 0.0));
+            assert!(value(&out, "process_threads").is_some_and(|v| v >= 1.0));
+        }
+    }
+}
