@@ -55,7 +55,9 @@ mod tests {
         let a = pool.take();
         let ptr = a.as_ptr();
         pool.give_back(a);
-        assert_eq!(pool.take().as_ptr(), ptr, "the same allocation comes back");
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), ptr, "the same allocation comes back");
+        pool.give_back(again);
         for _ in 0..10 {
             pool.give_back(Vec::with_capacity(BUFFER_CAPACITY));
         }

@@ -119,6 +119,7 @@ impl TimestampRewriter {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
