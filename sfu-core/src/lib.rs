@@ -76,6 +76,7 @@ pub mod fuzzing;
 pub mod ice_lite;
 pub mod layer_selector;
 pub mod nack_generator;
+pub mod pacer;
 pub mod producer;
 pub mod retransmission_buffer;
 pub mod router;
