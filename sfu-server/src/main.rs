@@ -181,3 +181,54 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_config_file_parses_and_typos_are_refused() {
+        let file: FileConfig = toml::from_str(
+            r#"
+http_listen = "0.0.0.0:7880"
+udp_listen = "0.0.0.0:7882"
+announce = "203.0.113.7"
+dev = false
+max_participants = 50
+[[api_keys]]
+key = "mykey"
+secret = "a-long-random-secret"
+"#,
+        )
+        .expect("the README's example parses");
+        assert_eq!(file.http_listen, Some("0.0.0.0:7880".parse().unwrap()));
+        assert_eq!(file.announce, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(file.dev, Some(false));
+        assert_eq!(file.max_participants, Some(50));
+        assert_eq!(file.api_keys.len(), 1);
+        assert!(
+            toml::from_str::<FileConfig>("http_listn = \"0.0.0.0:1\"").is_err(),
+            "unknown keys are errors"
+        );
+    }
+
+    #[test]
+    fn flags_override_and_environment_is_read() {
+        let cli = Cli::try_parse_from([
+            "sfu-server",
+            "--http-listen",
+            "127.0.0.1:9000",
+            "--api-key",
+            "a:b,c:d",
+            "--no-dev",
+        ])
+        .unwrap();
+        assert_eq!(cli.http_listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(cli.api_keys, vec!["a:b".to_owned(), "c:d".to_owned()]);
+        assert!(cli.no_dev);
+        assert!(
+            Cli::try_parse_from(["sfu-server", "--dev", "--no-dev"]).is_err(),
+            "contradictory flags"
+        );
+    }
+}
