@@ -5,6 +5,7 @@
 // Publishing: &simulcast=0 sends one video encoding instead of three; &media=0 joins as a viewer
 // (no camera, no microphone); &mic=off / &cam=off join with that track turned off;
 // &audioprocessing=0 turns off echo cancellation, noise suppression and gain control.
+// &codec=vp8|vp9|av1|h264 prefers that video codec (vp9 and av1: each layer L1T3).
 //
 // Each remote video asks the server for the simulcast layer that fits the size it is shown at
 // (`set_subscription` with `max_height` in device pixels), and pauses while it is off-screen or
@@ -52,6 +53,7 @@ async function join(room, name) {
       simulcast: params.get('simulcast') !== '0',
       rawAudio: params.get('audioprocessing') === '0',
       muted: { audio: params.get('mic') === 'off', video: params.get('cam') === 'off' },
+      codec: params.get('codec') || null,
     });
     const url = new URL(location.href);
     url.searchParams.set('room', room);

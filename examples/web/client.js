@@ -30,6 +30,12 @@ const SIMULCAST_ENCODINGS = [
   { rid: 'h', scaleResolutionDownBy: 2 },
   { rid: 'f' },
 ];
+// Video codecs the page can be asked to prefer (`join({codec})`, URL `?codec=`): name -> mimeType.
+// Chrome sends VP9 and AV1 as three simulcast layers only when each encoding has a
+// scalabilityMode (without one it falls back to a single SVC stream): L1T3, one spatial layer
+// per encoding with three temporal layers, as Chrome's VP8 simulcast has.
+const VIDEO_CODECS = { vp8: 'video/VP8', vp9: 'video/VP9', av1: 'video/AV1', h264: 'video/H264' };
+const SCALABILITY_MODE = { vp9: 'L1T3', av1: 'L1T3' };
 // Where Chrome's bandwidth estimate for the publish connection starts, in kbit/s (the answer's
 // video codecs get `x-google-start-bitrate`). Chrome otherwise starts near 300 kbit/s: with no
 // congestion-control feedback from the server it then grows by about 8 % a second (the 720p
@@ -91,7 +97,9 @@ export class SfuClient extends EventTarget {
    * Fetches a development token, connects, joins `room` and publishes camera + microphone.
    * Options: `media: false` joins as a viewer; `simulcast: false` publishes one video encoding
    * instead of three; `rawAudio: true` turns off echo cancellation, noise suppression and gain
-   * control; `muted: {audio, video}` starts with that track turned off.
+   * control; `muted: {audio, video}` starts with that track turned off; `codec` ('vp8', 'vp9',
+   * 'av1' or 'h264') puts that video codec first in the publish offer (setCodecPreferences) and,
+   * for vp9 and av1, gives every simulcast encoding `scalabilityMode: 'L1T3'`.
    */
   async join({
     room,
@@ -101,8 +109,10 @@ export class SfuClient extends EventTarget {
     simulcast = true,
     rawAudio = false,
     muted = {},
+    codec = null,
   }) {
     if (this.signaling) throw new Error('already joined');
+    if (codec && !VIDEO_CODECS[codec]) throw new Error(`unknown codec ${codec} (one of ${Object.keys(VIDEO_CODECS).join(', ')})`);
     this.lastError = null;
     let token;
     try {
@@ -144,7 +154,7 @@ export class SfuClient extends EventTarget {
 
     // A failure to publish leaves us in the room as a viewer.
     if (media) {
-      await this.#publishCameraAndMicrophone({ simulcast, rawAudio, muted }).catch((err) => this.#fail(err));
+      await this.#publishCameraAndMicrophone({ simulcast, rawAudio, muted, codec }).catch((err) => this.#fail(err));
     }
   }
 
@@ -266,7 +276,7 @@ export class SfuClient extends EventTarget {
    * A plain-object summary of inbound-rtp per received track:
    * track id -> {participant, name, kind, source, mid, muted, framesDecoded, frameWidth,
    * frameHeight, framesPerSecond, bytesReceived, packetsReceived, packetsLost,
-   * totalSamplesReceived, audioLevel, freezeCount}.
+   * totalSamplesReceived, audioLevel, freezeCount, codec (mimeType of what is received)}.
    */
   async stats() {
     const out = {};
@@ -274,8 +284,10 @@ export class SfuClient extends EventTarget {
     for (const info of Object.values(this.remoteTracks)) {
       const transceiver = transceivers.get(info.mid);
       let inbound = null;
+      let report = null;
       if (transceiver) {
-        (await transceiver.receiver.getStats()).forEach((s) => {
+        report = await transceiver.receiver.getStats();
+        report.forEach((s) => {
           if (s.type === 'inbound-rtp') inbound = s;
         });
       }
@@ -297,6 +309,7 @@ export class SfuClient extends EventTarget {
         totalSamplesReceived: inbound?.totalSamplesReceived ?? 0,
         audioLevel: inbound?.audioLevel ?? 0,
         freezeCount: inbound?.freezeCount ?? 0,
+        codec: (inbound?.codecId && report.get(inbound.codecId)?.mimeType) || null,
       };
     }
     return out;
@@ -306,13 +319,14 @@ export class SfuClient extends EventTarget {
    * outbound-rtp per published mid and simulcast rid ("1/q", "1/h", "1/f"; just the mid for a
    * single encoding): {kind, rid, active, bytesSent, packetsSent, framesEncoded, frameWidth,
    * frameHeight, framesPerSecond, keyFramesEncoded, pliCount, nackCount, scalabilityMode,
-   * qualityLimitationReason}.
+   * qualityLimitationReason, codec (mimeType, e.g. 'video/VP9')}.
    */
   async publishStats() {
     const out = {};
     for (const transceiver of this.publishPc?.getTransceivers() ?? []) {
       const rtps = [];
-      (await transceiver.sender.getStats()).forEach((s) => {
+      const report = await transceiver.sender.getStats();
+      report.forEach((s) => {
         if (s.type === 'outbound-rtp') rtps.push(s);
       });
       // Lowest layer first, as published.
@@ -334,6 +348,7 @@ export class SfuClient extends EventTarget {
           nackCount: s.nackCount,
           scalabilityMode: s.scalabilityMode,
           qualityLimitationReason: s.qualityLimitationReason,
+          codec: (s.codecId && report.get(s.codecId)?.mimeType) || null,
         };
       }
     }
@@ -376,7 +391,7 @@ export class SfuClient extends EventTarget {
 
   // --- publishing -------------------------------------------------------------------------
 
-  async #publishCameraAndMicrophone({ simulcast, rawAudio, muted }) {
+  async #publishCameraAndMicrophone({ simulcast, rawAudio, muted, codec }) {
     const stream = await getMedia(rawAudio ? RAW_AUDIO_CONSTRAINTS : AUDIO_CONSTRAINTS);
     if (!stream) {
       this.#fail(new Error('no camera or microphone available: joined without publishing'));
@@ -397,8 +412,11 @@ export class SfuClient extends EventTarget {
         direction: 'sendonly',
         streams: [stream],
         // A copy: Chrome keeps (and may change) the objects it is given.
-        sendEncodings: simulcast ? SIMULCAST_ENCODINGS.map((e) => ({ ...e })) : undefined,
+        sendEncodings: simulcast
+          ? SIMULCAST_ENCODINGS.map((e) => ({ ...e, ...(SCALABILITY_MODE[codec] && { scalabilityMode: SCALABILITY_MODE[codec] }) }))
+          : undefined,
       });
+      if (codec) preferCodec(transceiver, VIDEO_CODECS[codec]);
       published.push({ transceiver, source: 'camera' });
     }
 
@@ -624,6 +642,17 @@ function pickSubscriptionFields(options = {}) {
   const out = {};
   for (const k of SUBSCRIPTION_FIELDS) if (options[k] !== undefined && options[k] !== null) out[k] = options[k];
   return out;
+}
+
+/**
+ * Puts `mimeType` first in the transceiver's codec preferences (the order of the offer), the
+ * other codecs (and RTX/RED/FEC) after it. Throws if the browser cannot send it.
+ */
+function preferCodec(transceiver, mimeType) {
+  const codecs = RTCRtpSender.getCapabilities(transceiver.sender.track?.kind ?? 'video')?.codecs ?? [];
+  const wanted = codecs.filter((c) => c.mimeType.toLowerCase() === mimeType.toLowerCase());
+  if (!wanted.length) throw new Error(`this browser cannot send ${mimeType}`);
+  transceiver.setCodecPreferences([...wanted, ...codecs.filter((c) => !wanted.includes(c))]);
 }
 
 /** The publish answer with `x-google-start-bitrate` on every video codec (see START_BITRATE_KBPS). */

@@ -53,6 +53,9 @@ fn shared_slice(packet: &Bytes, payload: &[u8]) -> Bytes {
     }
 }
 
+/// The top simulcast layer's height assumed before any keyframe told the real one.
+const ASSUMED_TOP_HEIGHT: u16 = 720;
+
 /// Video history: about a second of 2.5 Mbit/s video.
 const HISTORY_SLOTS: usize = 512;
 const HISTORY_AGE: Duration = Duration::from_secs(1);
@@ -226,10 +229,13 @@ impl Consumer {
         let mut limit = self.preferences.max_spatial.unwrap_or(usize::MAX);
         if let Some(wanted) = self.preferences.max_height {
             // Heights from keyframes where known; otherwise assume each stream halves the next.
+            // No size known yet (a codec whose keyframes do not tell, or none seen): assume the
+            // usual 720p top layer, each lower one half the height.
             let top = streams
                 .iter()
                 .rev()
-                .find_map(|s| s.resolution.map(|(_, h)| (h, streams.len())));
+                .find_map(|s| s.resolution.map(|(_, h)| (h, streams.len())))
+                .or(Some((ASSUMED_TOP_HEIGHT, streams.len())));
             let height = |i: usize| -> Option<u32> {
                 if let Some((_, h)) = streams.get(i).and_then(|s| s.resolution) {
                     return Some(u32::from(h));

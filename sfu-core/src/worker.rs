@@ -1220,16 +1220,31 @@ impl Worker {
                 .dependency_descriptor
                 .get_or_insert_with(Default::default);
             match (reader.read(ext), info.as_mut()) {
-                (Ok(dd), Some(i)) => i.apply_dependency_descriptor(&dd),
+                (Ok(dd), Some(i)) => {
+                    i.apply_dependency_descriptor(&dd);
+                    if dd.structure_attached
+                        && let Some(r) = dd.resolution
+                    {
+                        stream.resolution =
+                            Some((r.width.min(65_535) as u16, r.height.min(65_535) as u16));
+                    }
+                }
                 (Err(_), Some(i)) => i.keyframe = false,
                 _ => {}
             }
         }
-        if info.is_some_and(|i| i.keyframe)
-            && codec == Codec::Vp8
-            && let Some(size) = codecs::vp8::keyframe_size(payload)
-        {
-            stream.resolution = Some((size.width, size.height));
+        // Each stream's size, from its keyframes, lets a subscriber ask by shown height.
+        if info.is_some_and(|i| i.keyframe) {
+            let size = match codec {
+                Codec::Vp8 => codecs::vp8::keyframe_size(payload).map(|s| (s.width, s.height)),
+                Codec::Vp9 => codecs::vp9::Vp9Descriptor::parse(payload)
+                    .and_then(|d| d.scalability_structure)
+                    .and_then(|ss| ss.resolution(ss.spatial_layers.saturating_sub(1))),
+                _ => None,
+            };
+            if size.is_some() {
+                stream.resolution = size;
+            }
         }
         if info.is_some_and(|i| i.keyframe) {
             // The keyframe any waiting subscriber asked for is here: a deferred request is stale.
