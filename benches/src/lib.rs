@@ -43,6 +43,7 @@ fn transport(
     let options = WebRtcTransportOptions {
         remote_fingerprint: net.peer(peer).map(|p| p.fingerprint()),
         srtp_profiles: vec![profile],
+        armed: true,
     };
     let now = net.now();
     net.worker_mut()

@@ -49,6 +49,11 @@ pub struct WebRtcTransportOptions {
     pub remote_fingerprint: Option<Fingerprint>,
     /// SRTP profiles in our preference order.
     pub srtp_profiles: Vec<SrtpProfile>,
+    /// Whether the connect deadlines (ICE's first check, DTLS completion: 30 s each) run from
+    /// creation. `false` for a transport created ahead of the offer that describes it (a
+    /// subscriber's receive transport before anyone publishes): its deadlines start when
+    /// [`crate::Worker::rearm_transport`] is called, so waiting for signaling never closes it.
+    pub armed: bool,
 }
 
 impl Default for WebRtcTransportOptions {
@@ -56,6 +61,7 @@ impl Default for WebRtcTransportOptions {
         Self {
             remote_fingerprint: None,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
+            armed: true,
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct WebRtcTransport {
     pub rtcp_ssrc: u32,
     /// When the next RTCP report is due.
     pub next_report: Instant,
+    /// Whether the connect deadlines run (see [`WebRtcTransportOptions::armed`]).
+    pub armed: bool,
     /// A transport not connected by then is closed (a stalled or abandoned handshake).
     pub connect_deadline: Instant,
     /// Arrivals of the publisher's transport-wide sequence numbers, for TWCC feedback.
@@ -163,6 +171,7 @@ impl WebRtcTransport {
             consumer_ssrcs: HashMap::new(),
             rtcp_ssrc,
             next_report: now,
+            armed: options.armed,
             connect_deadline: now + CONNECT_TIMEOUT,
             twcc: TwccRecorder::new(),
             twcc_extension: None,

@@ -310,10 +310,10 @@ impl Worker {
         })
     }
 
-    /// Restarts the connect deadlines of a transport nobody has used yet (no ICE check, no
-    /// DTLS): for a transport created ahead of its first offer, e.g. a subscriber's receive
-    /// transport in a room where nobody publishes yet, so it is not closed for a silence that
-    /// is only the signaling's.
+    /// Starts (or restarts) the connect deadlines of a transport nobody has used yet (no ICE
+    /// check, no DTLS): for a transport created unarmed ahead of its first offer, e.g. a
+    /// subscriber's receive transport in a room where nobody publishes yet, so it is not closed
+    /// for a silence that is only the signaling's.
     pub fn rearm_transport(&mut self, now: Instant, id: TransportId) -> Result<(), WorkerError> {
         let t = self
             .transports
@@ -328,6 +328,7 @@ impl Worker {
             now,
         );
         t.connect_deadline = now + crate::webrtc_transport::CONNECT_TIMEOUT;
+        t.armed = true;
         Ok(())
     }
 
@@ -704,10 +705,10 @@ impl Worker {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let transports = self.transports.values().flat_map(|t| {
             [
-                t.ice.poll_timeout(),
+                t.ice.poll_timeout().filter(|_| t.armed),
                 t.dtls.poll_timeout(),
                 t.is_connected().then_some(t.next_report),
-                (!t.is_connected()).then_some(t.connect_deadline),
+                (!t.is_connected() && t.armed).then_some(t.connect_deadline),
                 (t.is_connected() && t.twcc.has_unreported()).then_some(t.next_twcc_feedback),
             ]
         });
@@ -739,14 +740,16 @@ impl Worker {
         let mut ids: Vec<TransportId> = self.transports.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            if let Some(t) = self.transports.get_mut(&id) {
+            if let Some(t) = self.transports.get_mut(&id)
+                && t.armed
+            {
                 t.ice.handle_timeout(now);
             }
             self.drain_ice_events(id);
             let Some(t) = self.transports.get_mut(&id) else {
                 continue;
             };
-            if !t.is_connected() && now >= t.connect_deadline {
+            if t.armed && !t.is_connected() && now >= t.connect_deadline {
                 self.remove_transport(
                     id,
                     CloseReason::DtlsFailed("not connected within 30 s".into()),

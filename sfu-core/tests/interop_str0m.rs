@@ -214,6 +214,7 @@ fn run(profiles: Vec<SrtpProfile>, expected: SrtpProfile) {
             let options = |fp| WebRtcTransportOptions {
                 remote_fingerprint: Some(fp),
                 srtp_profiles: profiles.clone(),
+                ..Default::default()
             };
             let pub_t = w
                 .create_webrtc_transport(now, room, options(pub_fp))

@@ -48,3 +48,34 @@ fn an_unused_transport_closes_after_30_s_and_rearming_restarts_the_count() {
         "closed 30 s after re-arming"
     );
 }
+
+#[test]
+fn an_unarmed_transport_waits_for_its_offer_and_then_gets_the_usual_30_s() {
+    let mut net = SimNetwork::new(addr(WORKER)).unwrap();
+    let router = net.worker_mut().create_router();
+    let now = net.now();
+    let options = WebRtcTransportOptions {
+        armed: false,
+        ..Default::default()
+    };
+    let waiting = net
+        .worker_mut()
+        .create_webrtc_transport(now, router, options)
+        .unwrap();
+    net.advance(Duration::from_secs(120));
+    assert!(
+        net.closed(waiting.id).is_none(),
+        "unarmed: still open after two minutes"
+    );
+    let armed_at = net.now();
+    net.worker_mut()
+        .rearm_transport(armed_at, waiting.id)
+        .unwrap();
+    net.advance(Duration::from_secs(29));
+    assert!(net.closed(waiting.id).is_none(), "29 s after arming");
+    net.advance(Duration::from_secs(3));
+    assert!(
+        net.closed(waiting.id).is_some(),
+        "closed 30 s after arming, nobody checked"
+    );
+}

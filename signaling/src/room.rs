@@ -357,7 +357,13 @@ impl Room {
         let transport = self
             .worker
             .call(move |w, now| {
-                w.create_webrtc_transport(now, router, WebRtcTransportOptions::default())
+                // Unarmed: its connect deadlines start with its first offer (see add_slot), so a
+                // participant alone in the room is not cut after 30 s.
+                let options = WebRtcTransportOptions {
+                    armed: false,
+                    ..Default::default()
+                };
+                w.create_webrtc_transport(now, router, options)
             })
             .await
             .map_err(internal)?
