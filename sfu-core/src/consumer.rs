@@ -56,6 +56,11 @@ fn shared_slice(packet: &Bytes, payload: &[u8]) -> Bytes {
 /// The top simulcast layer's height assumed before any keyframe told the real one.
 const ASSUMED_TOP_HEIGHT: u16 = 720;
 
+/// The mid header-extension element the subscriber gets, if it negotiated the extension.
+fn mid_element(id: Option<u8>, parameters: &RtpParameters) -> Option<(u8, &[u8])> {
+    Some((id?, parameters.mid.as_deref()?.as_bytes()))
+}
+
 /// Video history: about a second of 2.5 Mbit/s video.
 const HISTORY_SLOTS: usize = 512;
 const HISTORY_AGE: Duration = Duration::from_secs(1);
@@ -367,15 +372,9 @@ impl Consumer {
             ssrc: self.ssrc,
         };
         let ids = &self.extension_ids;
-        let mid = self.parameters.mid.as_deref().unwrap_or("");
-        let extra_storage;
-        let extra: &[(u8, &[u8])] = match self.mid_extension {
-            Some(id) => {
-                extra_storage = [(id, mid.as_bytes())];
-                &extra_storage
-            }
-            None => &[],
-        };
+        // The subscriber's own mid, written by the SFU (the publisher's is per leg).
+        let mid = mid_element(self.mid_extension, &self.parameters);
+        let extra = mid.as_slice();
         let header_len = write_header(
             out,
             &outgoing,
@@ -433,15 +432,9 @@ impl Consumer {
         let source = RtpHeader::parse(&stored.packet).ok()?;
         let payload = &stored.payload[..];
         let ids = &self.extension_ids;
-        let mid = self.parameters.mid.as_deref().unwrap_or("");
-        let extra_storage;
-        let extra: &[(u8, &[u8])] = match self.mid_extension {
-            Some(id) => {
-                extra_storage = [(id, mid.as_bytes())];
-                &extra_storage
-            }
-            None => &[],
-        };
+        // The subscriber's own mid, written by the SFU (the publisher's is per leg).
+        let mid = mid_element(self.mid_extension, &self.parameters);
+        let extra = mid.as_slice();
         let map = |id: u8| ids.get(usize::from(id)).copied().filter(|&v| v != UNMAPPED);
         let rtx_payload_type = self
             .parameters

@@ -569,8 +569,8 @@ impl Worker {
             .get_mut(&id)
             .ok_or(WorkerError::UnknownConsumer(id))?;
         let was = std::mem::replace(&mut c.paused, paused);
-        let c_is_single_stream =
-            c.awaited_stream().is_none() && c.current_stream() == Some(0) && !c.has_selector();
+        // Single-stream video has no selector to wait for a keyframe: ask for one directly.
+        let c_is_single_stream = !c.has_selector();
         if was && !paused {
             c.rebase();
             let producer = c.producer;
