@@ -1,0 +1,142 @@
+//! `sfu-loadgen`: the command line of the load generator. See `docs/load-generator.md`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use sfu_core::SrtpProfile;
+use sfu_loadgen::embedded::{LoadConfig, run};
+use sfu_loadgen::report::Report;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Profile {
+    /// AEAD_AES_128_GCM (what the SFU prefers).
+    Gcm,
+    /// AES_CM_128_HMAC_SHA1_80.
+    AesCm,
+}
+
+/// Load generator for the SFU: P publishers and S subscribers per room over real ICE, DTLS
+/// and SRTP on real UDP sockets, against a worker started in-process (embedding API).
+#[derive(Debug, Parser)]
+#[command(name = "sfu-loadgen", version)]
+struct Args {
+    /// Rooms, each with its own publishers and subscribers.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers per room (one video track each).
+    #[arg(short = 'p', long, default_value_t = 1)]
+    publishers: usize,
+    /// Subscribers per room.
+    #[arg(short = 's', long, default_value_t = 10)]
+    subscribers: usize,
+    /// Publishers of its room each subscriber consumes (default: all).
+    #[arg(long)]
+    fan_out: Option<usize>,
+    /// Packets per second per publisher.
+    #[arg(short = 'r', long, default_value_t = 1000.0, conflicts_with_all = ["bitrate", "out_rate"])]
+    rate: f64,
+    /// Per-publisher bitrate in Mbit/s of RTP payload (instead of --rate).
+    #[arg(long)]
+    bitrate: Option<f64>,
+    /// Total packets per second the SFU should forward (instead of --rate): the per-publisher
+    /// rate is derived from the number of consumers.
+    #[arg(long)]
+    out_rate: Option<f64>,
+    /// RTP payload bytes per packet.
+    #[arg(long, default_value_t = 1200)]
+    packet_size: usize,
+    /// Measurement window, seconds.
+    #[arg(short = 'd', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Traffic before the window, seconds (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// SRTP profile the clients offer.
+    #[arg(long, value_enum, default_value_t = Profile::Gcm)]
+    srtp: Profile,
+    /// Subscribers do not negotiate NACK (the SFU keeps no retransmission history).
+    #[arg(long)]
+    no_nack: bool,
+    /// Do not pin the SFU and the load generator to separate CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Verify the checksum of one packet in N.
+    #[arg(long, default_value_t = 16)]
+    verify_every: u64,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Print one CSV line (with a header line first when --csv-header) instead of the table.
+    #[arg(long)]
+    csv: bool,
+    /// With --csv: print the header line first.
+    #[arg(long)]
+    csv_header: bool,
+    /// No progress line.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let fan_out = args
+        .fan_out
+        .unwrap_or(args.publishers)
+        .min(args.publishers)
+        .max(1);
+    let consumers = args.rooms * args.subscribers * fan_out;
+    let publishers = args.rooms * args.publishers;
+    let rate = if let Some(mbps) = args.bitrate {
+        mbps * 1e6 / 8.0 / args.packet_size as f64
+    } else if let Some(out) = args.out_rate {
+        // Every consumer gets every packet of its publisher; publishers are evenly loaded
+        // when fan-out divides evenly.
+        out / consumers.max(1) as f64 * publishers as f64 / publishers.max(1) as f64
+    } else {
+        args.rate
+    };
+    let config = LoadConfig {
+        rooms: args.rooms,
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        fan_out: args.fan_out,
+        packet_rate: rate,
+        packet_size: args.packet_size,
+        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+        duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        srtp_profile: match args.srtp {
+            Profile::Gcm => SrtpProfile::AeadAes128Gcm,
+            Profile::AesCm => SrtpProfile::Aes128CmHmacSha1_80,
+        },
+        nack: !args.no_nack,
+        pin: !args.no_pin,
+        verify_every: args.verify_every,
+        progress: !args.quiet,
+    };
+    match run(&config) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("sfu-loadgen: JSON: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else if args.csv {
+                if args.csv_header {
+                    println!("{}", Report::csv_header());
+                }
+                println!("{}", report.csv_row());
+            } else {
+                print!("{}", report.table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sfu-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

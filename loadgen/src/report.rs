@@ -1,0 +1,395 @@
+//! The figures of one run and how they are shown: a table for people, JSON for scripts, and
+//! a CSV row for sweeps.
+//!
+//! Owns presentation and the host's UDP counters (`/proc/net/snmp`, which tell kernel socket
+//! drops apart from SFU drops). It must not measure anything itself beyond those counters.
+
+use serde::Serialize;
+
+/// The host's UDP counters (all sockets of this network namespace).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UdpCounters {
+    /// Datagrams delivered to sockets.
+    pub in_datagrams: u64,
+    /// Datagrams dropped because a socket's receive buffer was full.
+    pub rcvbuf_errors: u64,
+    /// Datagrams that could not be sent because a send buffer was full.
+    pub sndbuf_errors: u64,
+}
+
+impl UdpCounters {
+    /// Reads `/proc/net/snmp` (zeros where unreadable).
+    pub fn read() -> Self {
+        std::fs::read_to_string("/proc/net/snmp")
+            .ok()
+            .and_then(|s| Self::parse(&s))
+            .unwrap_or_default()
+    }
+
+    fn parse(snmp: &str) -> Option<Self> {
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let names: Vec<&str> = udp.next()?.split_whitespace().collect();
+        let values: Vec<&str> = udp.next()?.split_whitespace().collect();
+        let get = |name: &str| -> u64 {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| values.get(i))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Some(Self {
+            in_datagrams: get("InDatagrams"),
+            rcvbuf_errors: get("RcvbufErrors"),
+            sndbuf_errors: get("SndbufErrors"),
+        })
+    }
+
+    /// `self - earlier`.
+    pub fn since(&self, earlier: &UdpCounters) -> UdpCounters {
+        UdpCounters {
+            in_datagrams: self.in_datagrams.saturating_sub(earlier.in_datagrams),
+            rcvbuf_errors: self.rcvbuf_errors.saturating_sub(earlier.rcvbuf_errors),
+            sndbuf_errors: self.sndbuf_errors.saturating_sub(earlier.sndbuf_errors),
+        }
+    }
+}
+
+/// The result of one run, over its measurement window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Rooms.
+    pub rooms: usize,
+    /// Publishers in all rooms.
+    pub publishers: usize,
+    /// Subscribers in all rooms.
+    pub subscribers: usize,
+    /// Consumers on the worker.
+    pub consumers: usize,
+    /// RTP payload bytes per packet.
+    pub packet_size: usize,
+    /// The SRTP profile used.
+    pub srtp_profile: String,
+    /// Packets per second each publisher was asked to send.
+    pub rate_per_publisher: f64,
+    /// Packets per second the SFU was asked to forward.
+    pub offered_out_pps: f64,
+    /// Length of the measurement window, seconds.
+    pub window_s: f64,
+    /// Time to set up the worker side and connect every client, seconds.
+    pub setup_s: f64,
+    /// Packets sent to the SFU in the window.
+    pub packets_in: u64,
+    /// Packets per second sent to the SFU.
+    pub in_pps: f64,
+    /// Mbit/s sent to the SFU (SRTP datagrams, without UDP/IP headers).
+    pub in_mbps: f64,
+    /// Packets subscribers should have received for the window.
+    pub expected_out: u64,
+    /// Unique packets subscribers received for the window.
+    pub packets_out: u64,
+    /// Packets per second forwarded by the SFU and received.
+    pub out_pps: f64,
+    /// Mbit/s received from the SFU.
+    pub out_mbps: f64,
+    /// `expected_out - packets_out`.
+    pub lost: u64,
+    /// Lost, in percent of expected.
+    pub loss_pct: f64,
+    /// Packets the load generator's own sockets refused (not counted as expected).
+    pub unsent: u64,
+    /// Packets received twice (by counter, or refused as replays by SRTP).
+    pub duplicates: u64,
+    /// Packets that arrived after a later one.
+    pub reordered: u64,
+    /// In-order packets whose rewritten RTP sequence number did not follow the counter.
+    pub sequence_mismatches: u64,
+    /// SRTP/SRTCP packets that did not authenticate or parse.
+    pub srtp_errors: u64,
+    /// RTP with an SSRC the subscriber was not told about.
+    pub unknown_ssrc: u64,
+    /// Payloads that are not the load generator's.
+    pub foreign_payloads: u64,
+    /// Payloads from another publisher than the stream's.
+    pub misrouted: u64,
+    /// Payloads whose checksum was verified.
+    pub payloads_verified: u64,
+    /// Verified payloads whose checksum failed.
+    pub payloads_corrupt: u64,
+    /// SRTCP packets subscribers received (sender reports).
+    pub rtcp_received: u64,
+    /// Datagrams publishers received (receiver reports, NACK, PLI, STUN).
+    pub publisher_feedback: u64,
+    /// Latency values recorded.
+    pub latency_samples: u64,
+    /// Median send-to-receive latency, µs (includes both ends' socket and scheduling time).
+    pub latency_p50_us: u64,
+    /// 99th percentile latency, µs.
+    pub latency_p99_us: u64,
+    /// 99.9th percentile latency, µs.
+    pub latency_p999_us: u64,
+    /// Largest latency, µs.
+    pub latency_max_us: u64,
+    /// Mean latency, µs.
+    pub latency_mean_us: f64,
+    /// SFU user CPU time in the window (and drain), seconds.
+    pub sfu_cpu_user_s: f64,
+    /// SFU kernel CPU time, seconds.
+    pub sfu_cpu_sys_s: f64,
+    /// SFU CPU time, seconds.
+    pub sfu_cpu_s: f64,
+    /// SFU CPU time per wall second while sending (1.0 = one core busy).
+    pub sfu_cpu_util: f64,
+    /// Forwarded packets received per second of SFU CPU time.
+    pub forwarded_per_cpu_s: f64,
+    /// The load generator thread's CPU time in the window, seconds.
+    pub loadgen_cpu_s: f64,
+    /// Resident set size at the end, bytes (SFU and load generator: one process).
+    pub rss_bytes: u64,
+    /// RSS before anything started, bytes.
+    pub rss_start_bytes: u64,
+    /// RSS with the worker started and no client, bytes.
+    pub rss_worker_bytes: u64,
+    /// (RSS at the end - RSS with the bare worker) / consumers: an upper bound of the SFU's
+    /// memory per consumer (it includes the load generator's own per-client state).
+    pub rss_per_consumer_bytes: u64,
+    /// The worker's drop counters by reason.
+    pub sfu_drops: Vec<(String, u64)>,
+    /// Host UDP counters over the window.
+    pub udp: UdpCounters,
+    /// How threads were placed.
+    pub pinning: String,
+    /// The worker thread's id.
+    pub worker_tid: u32,
+    /// Whether publishers sent GSO bursts.
+    pub gso: bool,
+    /// GRO segments a receive slot holds.
+    pub gro_segments: usize,
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+impl Report {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(&str, String)> = vec![
+            (
+                "setup",
+                format!(
+                    "{} room(s), {} publishers, {} subscribers, {} consumers, {} B payload, {}",
+                    self.rooms,
+                    self.publishers,
+                    self.subscribers,
+                    self.consumers,
+                    self.packet_size,
+                    self.srtp_profile
+                ),
+            ),
+            (
+                "offered",
+                format!(
+                    "{} pkt/s per publisher, {} pkt/s to forward",
+                    thousands(self.rate_per_publisher),
+                    thousands(self.offered_out_pps)
+                ),
+            ),
+            (
+                "window",
+                format!(
+                    "{:.2} s (connect took {:.2} s)",
+                    self.window_s, self.setup_s
+                ),
+            ),
+            (
+                "in (to SFU)",
+                format!(
+                    "{} pkt/s, {:.1} Mbit/s ({} packets)",
+                    thousands(self.in_pps),
+                    self.in_mbps,
+                    thousands(self.packets_in as f64)
+                ),
+            ),
+            (
+                "out (from SFU)",
+                format!(
+                    "{} pkt/s, {:.1} Mbit/s ({} packets)",
+                    thousands(self.out_pps),
+                    self.out_mbps,
+                    thousands(self.packets_out as f64)
+                ),
+            ),
+            (
+                "loss",
+                format!(
+                    "{:.4} % ({} of {}), {} duplicates, {} reordered",
+                    self.loss_pct,
+                    self.lost,
+                    thousands(self.expected_out as f64),
+                    self.duplicates,
+                    self.reordered
+                ),
+            ),
+            (
+                "integrity",
+                format!(
+                    "{} payloads verified, {} corrupt, {} misrouted, {} foreign, {} SRTP errors, {} seq. mismatches",
+                    thousands(self.payloads_verified as f64),
+                    self.payloads_corrupt,
+                    self.misrouted,
+                    self.foreign_payloads,
+                    self.srtp_errors,
+                    self.sequence_mismatches
+                ),
+            ),
+            (
+                "latency",
+                format!(
+                    "p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs (mean {:.0} µs)",
+                    self.latency_p50_us,
+                    self.latency_p99_us,
+                    self.latency_p999_us,
+                    self.latency_max_us,
+                    self.latency_mean_us
+                ),
+            ),
+            (
+                "SFU CPU",
+                format!(
+                    "{:.2} s ({:.2} user + {:.2} sys), {:.0} % of a core while sending",
+                    self.sfu_cpu_s,
+                    self.sfu_cpu_user_s,
+                    self.sfu_cpu_sys_s,
+                    self.sfu_cpu_util * 100.0
+                ),
+            ),
+            (
+                "forwarded/CPU-s",
+                format!(
+                    "{} pkt per SFU CPU-second",
+                    thousands(self.forwarded_per_cpu_s)
+                ),
+            ),
+            (
+                "RSS",
+                format!(
+                    "{:.1} MiB (bare worker {:.1} MiB), ≤ {:.1} KiB per consumer",
+                    self.rss_bytes as f64 / 1048576.0,
+                    self.rss_worker_bytes as f64 / 1048576.0,
+                    self.rss_per_consumer_bytes as f64 / 1024.0
+                ),
+            ),
+            (
+                "load generator",
+                format!(
+                    "{:.2} s CPU; {}; GSO {}, GRO {}",
+                    self.loadgen_cpu_s,
+                    self.pinning,
+                    if self.gso { "on" } else { "off" },
+                    self.gro_segments
+                ),
+            ),
+            (
+                "kernel UDP",
+                format!(
+                    "{} receive-buffer drops, {} send-buffer drops",
+                    self.udp.rcvbuf_errors, self.udp.sndbuf_errors
+                ),
+            ),
+        ];
+        if !self.sfu_drops.is_empty() {
+            let drops = self
+                .sfu_drops
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push(("SFU drops", drops));
+        }
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            out.push_str(&format!("{k:<width$}  {v}\n"));
+        }
+        out
+    }
+
+    /// The CSV header matching [`Self::csv_row`].
+    pub fn csv_header() -> &'static str {
+        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes"
+    }
+
+    /// One CSV row.
+    pub fn csv_row(&self) -> String {
+        format!(
+            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{}",
+            self.rooms,
+            self.publishers,
+            self.subscribers,
+            self.consumers,
+            self.rate_per_publisher,
+            self.offered_out_pps,
+            self.in_pps,
+            self.out_pps,
+            self.out_mbps,
+            self.loss_pct,
+            self.latency_p50_us,
+            self.latency_p99_us,
+            self.latency_max_us,
+            self.sfu_cpu_s,
+            self.sfu_cpu_util,
+            self.forwarded_per_cpu_s,
+            self.rss_bytes,
+            self.rss_per_consumer_bytes
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_udp_lines_are_read_by_name() {
+        let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 100 2 3 4 5 6\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        let c = UdpCounters::parse(snmp).unwrap();
+        assert_eq!(
+            c,
+            UdpCounters {
+                in_datagrams: 100,
+                rcvbuf_errors: 5,
+                sndbuf_errors: 6
+            }
+        );
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(0.0), "0");
+    }
+
+    #[test]
+    fn csv_row_has_as_many_fields_as_the_header() {
+        let r = Report::default();
+        assert_eq!(
+            r.csv_row().split(',').count(),
+            Report::csv_header().split(',').count()
+        );
+    }
+}
