@@ -61,6 +61,30 @@ fn mid_element(id: Option<u8>, parameters: &RtpParameters) -> Option<(u8, &[u8])
     Some((id?, parameters.mid.as_deref()?.as_bytes()))
 }
 
+/// The value of the transport-wide sequence number element until the transport stamps it at
+/// send time (the pacer decides the send order).
+const TRANSPORT_CC_PLACEHOLDER: [u8; 2] = [0, 0];
+
+/// The elements the SFU writes itself on this leg: the subscriber's mid and, with congestion
+/// control, a transport-wide sequence number to be stamped at send time.
+fn own_elements(mid: Option<(u8, &[u8])>, transport_cc: Option<u8>) -> ([(u8, &[u8]); 2], usize) {
+    let mut elements: [(u8, &[u8]); 2] = [(0, &[]); 2];
+    let mut n = 0;
+    for e in mid
+        .into_iter()
+        .chain(transport_cc.map(|id| (id, &TRANSPORT_CC_PLACEHOLDER[..])))
+    {
+        if let Some(slot) = elements.get_mut(n) {
+            *slot = e;
+            n += 1;
+        }
+    }
+    (elements, n)
+}
+
+/// Padding bytes in one probe padding packet (the RTP padding count is one byte).
+pub const MAX_PADDING: usize = 255;
+
 /// Video history: about a second of 2.5 Mbit/s video.
 const HISTORY_SLOTS: usize = 512;
 const HISTORY_AGE: Duration = Duration::from_secs(1);
@@ -97,6 +121,8 @@ pub struct Consumer {
     payload_types: [u8; 128],
     extension_ids: [u8; 256],
     mid_extension: Option<u8>,
+    /// The subscriber's transport-wide sequence number extension: congestion control is on.
+    transport_cc_extension: Option<u8>,
     seq: SeqRewriter,
     timestamps: TimestampRewriter,
     history: Option<RetransmissionBuffer>,
@@ -107,6 +133,11 @@ pub struct Consumer {
     vp8: Option<Vp8Rewriter>,
     /// What the subscriber asked for.
     pub preferences: ConsumerPreferences,
+    /// The highest simulcast stream the subscriber's bandwidth allows (congestion control's
+    /// allocation); `None`: no limit.
+    pub allowed_stream: Option<usize>,
+    /// Video paused because the subscriber's bandwidth does not fit even its lowest layer.
+    pub congestion_paused: bool,
 }
 
 /// What a subscriber wants of one video track.
@@ -148,8 +179,9 @@ impl Consumer {
         }
         let mut extension_ids = [UNMAPPED; 256];
         for pe in &producer_parameters.header_extensions {
-            // The mid is per leg: the subscriber's own value is written instead.
-            if pe.uri == extension_uri::MID {
+            // The mid and the transport-wide sequence number are per leg: the subscriber's own
+            // values are written instead.
+            if pe.uri == extension_uri::MID || pe.uri == extension_uri::TRANSPORT_CC {
                 continue;
             }
             if let Some(id) = parameters.extension_id(&pe.uri)
@@ -162,6 +194,7 @@ impl Consumer {
             .mid
             .as_ref()
             .and(parameters.extension_id(extension_uri::MID));
+        let transport_cc_extension = parameters.extension_id(extension_uri::TRANSPORT_CC);
         let ssrc = parameters
             .encodings
             .first()
@@ -210,6 +243,7 @@ impl Consumer {
             payload_types,
             extension_ids,
             mid_extension,
+            transport_cc_extension,
             seq: SeqRewriter::new(initial_sequence),
             timestamps: TimestampRewriter::new(timestamp_offset),
             history,
@@ -217,13 +251,45 @@ impl Consumer {
             selector: simulcast.then(LayerSelector::new),
             vp8,
             preferences: ConsumerPreferences::default(),
+            allowed_stream: None,
+            congestion_paused: false,
         }
+    }
+
+    /// The subscriber's transport-wide sequence number extension id, when it negotiated one
+    /// (and so gets the SFU's congestion control).
+    pub fn transport_cc_extension(&self) -> Option<u8> {
+        self.transport_cc_extension
+    }
+
+    /// Where the transport-wide sequence number goes in a packet this consumer wrote (before
+    /// SRTP protection), if it carries one.
+    pub fn transport_cc_offset(&self, packet: &[u8]) -> Option<usize> {
+        let id = self.transport_cc_extension?;
+        let header = RtpHeader::parse(packet).ok()?;
+        let e = header.extensions().iter().find(|e| e.id == id)?;
+        (e.len == 2).then_some(usize::from(e.offset))
     }
 
     /// The stream this consumer should receive given its preferences and which of the
     /// producer's `streams` are active (simulcast streams are ordered lowest quality first).
     /// A single-stream producer always gives stream 0.
     pub fn choose_stream(&self, streams: &[ProducerStream], now: Instant) -> Option<usize> {
+        self.choose_stream_within(streams, now, self.allowed_stream)
+    }
+
+    /// The stream the subscriber's preferences alone give (the most congestion control may
+    /// allow).
+    pub fn preferred_stream(&self, streams: &[ProducerStream], now: Instant) -> Option<usize> {
+        self.choose_stream_within(streams, now, None)
+    }
+
+    fn choose_stream_within(
+        &self,
+        streams: &[ProducerStream],
+        now: Instant,
+        allowed: Option<usize>,
+    ) -> Option<usize> {
         if streams.len() <= 1 {
             return Some(0);
         }
@@ -231,7 +297,11 @@ impl Consumer {
             .filter(|&i| streams.get(i).is_some_and(|s| s.is_active(now)))
             .collect();
         let lowest = *active.first()?;
-        let mut limit = self.preferences.max_spatial.unwrap_or(usize::MAX);
+        let mut limit = self
+            .preferences
+            .max_spatial
+            .unwrap_or(usize::MAX)
+            .min(allowed.unwrap_or(usize::MAX));
         if let Some(wanted) = self.preferences.max_height {
             // Heights from keyframes where known; otherwise assume each stream halves the next.
             // No size known yet (a codec whose keyframes do not tell, or none seen): assume the
@@ -372,9 +442,10 @@ impl Consumer {
             ssrc: self.ssrc,
         };
         let ids = &self.extension_ids;
-        // The subscriber's own mid, written by the SFU (the publisher's is per leg).
+        // The subscriber's own mid and transport-wide sequence number, written by the SFU.
         let mid = mid_element(self.mid_extension, &self.parameters);
-        let extra = mid.as_slice();
+        let (elements, n) = own_elements(mid, self.transport_cc_extension);
+        let extra = elements.get(..n).unwrap_or(&[]);
         let header_len = write_header(
             out,
             &outgoing,
@@ -432,9 +503,10 @@ impl Consumer {
         let source = RtpHeader::parse(&stored.packet).ok()?;
         let payload = &stored.payload[..];
         let ids = &self.extension_ids;
-        // The subscriber's own mid, written by the SFU (the publisher's is per leg).
+        // The subscriber's own mid and transport-wide sequence number, written by the SFU.
         let mid = mid_element(self.mid_extension, &self.parameters);
-        let extra = mid.as_slice();
+        let (elements, n) = own_elements(mid, self.transport_cc_extension);
+        let extra = elements.get(..n).unwrap_or(&[]);
         let map = |id: u8| ids.get(usize::from(id)).copied().filter(|&v| v != UNMAPPED);
         let rtx_payload_type = self
             .parameters
@@ -481,6 +553,37 @@ impl Consumer {
             crate::codecs::vp8::write_ids(body, &descriptor, ids);
         }
         self.stats.retransmitted += 1;
+        Some((header_len, roc))
+    }
+
+    /// Writes a padding-only packet of about `size` bytes on the RTX stream (what browsers send
+    /// to probe bandwidth: RTX header, no payload, RTP padding), for a probe of the subscriber's
+    /// bandwidth. Returns `(header_len, srtp_roc)`, or `None` without RTX or before the first
+    /// media packet.
+    pub fn write_padding(&mut self, size: usize, out: &mut Vec<u8>) -> Option<(usize, u32)> {
+        let (timestamp, _) = self.stats.last_timestamp?;
+        let rtx_payload_type = self.parameters.codecs.first()?.rtx_payload_type?;
+        let rtx = self.rtx.as_mut()?;
+        let input = rtx.next_input;
+        rtx.next_input = rtx.next_input.wrapping_add(1);
+        let (sequence_number, roc) = rtx.seq.rewrite(input);
+        let outgoing = OutgoingHeader {
+            marker: false,
+            payload_type: rtx_payload_type,
+            sequence_number,
+            timestamp,
+            ssrc: rtx.ssrc,
+        };
+        let (elements, n) = own_elements(None, self.transport_cc_extension);
+        let extra = elements.get(..n).unwrap_or(&[]);
+        let empty = RtpHeader::default();
+        let header_len = write_header(out, &outgoing, &empty, &[], |_| None, extra);
+        if let Some(b0) = out.first_mut() {
+            *b0 |= 0x20;
+        }
+        let padding = size.saturating_sub(header_len).clamp(1, MAX_PADDING);
+        out.resize(header_len + padding - 1, 0);
+        out.push(padding as u8);
         Some((header_len, roc))
     }
 

@@ -64,9 +64,11 @@
 pub mod active_speaker;
 pub mod allocator;
 pub mod bandwidth_estimator;
+pub mod bitrate_meter;
 pub mod buffer_pool;
 pub mod client_hello;
 pub mod codecs;
+pub mod congestion_controller;
 pub mod consumer;
 pub mod driver;
 pub mod drops;

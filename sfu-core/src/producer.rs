@@ -135,6 +135,8 @@ pub struct ProducerStream {
     pub resolution: Option<(u16, u16)>,
     /// The dependency-descriptor structure this stream's packets refer to.
     pub dependency_descriptor: Option<Box<DependencyDescriptorReader>>,
+    /// What the stream costs, for the allocator.
+    pub bitrate: crate::bitrate_meter::BitrateMeter,
 }
 
 /// A stream without packets for this long counts as stopped (a publisher dropping a layer).
@@ -152,6 +154,7 @@ impl ProducerStream {
             last_packet_at: None,
             resolution: None,
             dependency_descriptor: None,
+            bitrate: Default::default(),
         }
     }
 
@@ -237,6 +240,8 @@ pub struct Producer {
     pub audio_level_extension: Option<u8>,
     /// The id of the dependency-descriptor extension, if negotiated.
     pub dependency_descriptor_extension: Option<u8>,
+    /// A shared screen: subscribers' bandwidth goes to it first.
+    pub screen: bool,
 }
 
 impl Producer {
@@ -271,6 +276,7 @@ impl Producer {
             parameters.extension_id(crate::rtp_parameters::extension_uri::DEPENDENCY_DESCRIPTOR);
         Self {
             dependency_descriptor_extension,
+            screen: false,
             audio_level_extension,
             nack_enabled,
             codecs_by_payload_type,

@@ -47,8 +47,9 @@ pub enum ExtensionProfile {
     Other,
 }
 
-/// A parsed RTP header: fixed fields plus offsets into the packet it was parsed from.
-#[derive(Debug, Clone, Copy)]
+/// A parsed RTP header: fixed fields plus offsets into the packet it was parsed from. The
+/// default is a header without extensions (a source with nothing to carry over).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RtpHeader {
     /// Marker bit.
     pub marker: bool,

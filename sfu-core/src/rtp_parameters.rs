@@ -295,18 +295,22 @@ impl RtpParameters {
             .collect();
         let first = codecs.first().ok_or(RtpParametersError::NoCommonCodec)?;
         let rtx = first.rtx_payload_type.map(|_| rtx_ssrc);
-        // Only extensions the SFU can carry over unchanged (not per-hop ones like abs-send-time
-        // or transport-cc, which are written per leg).
+        // Extensions the SFU can carry over unchanged, and the per-leg ones it writes itself
+        // (the mid, and the transport-wide sequence number of its own congestion control).
+        // Other per-hop ones, like abs-send-time, are not offered.
         let forwardable = [
             extension_uri::MID,
             extension_uri::AUDIO_LEVEL,
             extension_uri::VIDEO_ORIENTATION,
+            extension_uri::TRANSPORT_CC,
         ];
+        let written_per_leg =
+            |uri: &str| uri == extension_uri::MID || uri == extension_uri::TRANSPORT_CC;
         let header_extensions = caps
             .header_extensions
             .iter()
             .filter(|e| forwardable.contains(&e.uri.as_str()))
-            .filter(|e| e.uri == extension_uri::MID || self.extension_id(&e.uri).is_some())
+            .filter(|e| written_per_leg(&e.uri) || self.extension_id(&e.uri).is_some())
             .cloned()
             .collect();
         Ok(RtpParameters {
@@ -400,7 +404,8 @@ mod tests {
         assert_eq!(c.encodings[0].ssrc, Some(55));
         assert_eq!(c.encodings[0].rtx_ssrc, Some(56));
         assert_eq!(c.extension_id(extension_uri::VIDEO_ORIENTATION), Some(7));
-        assert_eq!(c.extension_id(extension_uri::TRANSPORT_CC), None);
+        // Written per leg by the SFU's own congestion control, whatever the publisher sent.
+        assert_eq!(c.extension_id(extension_uri::TRANSPORT_CC), Some(3));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::congestion_controller::CongestionController;
 use crate::dtls::{DtlsCertificate, DtlsSession, Fingerprint};
 use crate::ice_lite::IceLiteAgent;
 use crate::srtp::{SrtpContext, SrtpProfile};
@@ -140,6 +141,9 @@ pub struct WebRtcTransport {
     pub next_twcc_feedback: Instant,
     /// Byte and packet counters.
     pub stats: TransportStats,
+    /// Congestion control toward the peer as a subscriber, once a consumer negotiated
+    /// transport-wide sequence numbers.
+    pub congestion: Option<Box<CongestionController>>,
 }
 
 impl WebRtcTransport {
@@ -177,6 +181,7 @@ impl WebRtcTransport {
             twcc_extension: None,
             next_twcc_feedback: now,
             stats: TransportStats::default(),
+            congestion: None,
         }
     }
 

@@ -18,13 +18,19 @@ use bytes::BytesMut;
 use rand::Rng;
 
 use crate::active_speaker::{ActiveSpeakerDetector, parse_audio_level};
+use crate::allocator::{self, AllocationRequest, Priority};
+use crate::bandwidth_estimator::Bitrate;
 use crate::buffer_pool::BufferPool;
 use crate::codecs::{self, Codec};
+use crate::congestion_controller::{
+    CongestionConfig, CongestionController, CongestionStats, PacedPacket,
+};
 use crate::consumer::{Consumer, ConsumerPreferences};
 use crate::drops::{DropCounters, DropReason};
 use crate::dtls::{DtlsCertificate, DtlsError, DtlsEvent, Fingerprint};
 use crate::ice_lite::{IceCredentials, IceDrop, IceEvent, IceLiteAgent};
 use crate::nack_generator::Arrival;
+use crate::pacer::PacketClass;
 use crate::producer::Producer;
 use crate::router::Router;
 use crate::rtcp::{self, RtcpPart, RtcpReader};
@@ -49,6 +55,11 @@ const TWCC_FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 const NACK_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Round-trip time assumed toward publishers (their reports do not tell us ours).
 const PUBLISHER_RTT: Duration = Duration::from_millis(100);
+/// Most rounds of probe padding per pacer wake-up.
+const MAX_PADDING_ROUNDS: usize = 8;
+/// Probe padding packets are at least this large (bytes before SRTP), so that a probe is not
+/// made of tiny packets.
+const MIN_PADDING_PACKET: usize = 200;
 /// Most sequence numbers answered from one NACK packet.
 const MAX_NACKED: usize = 256;
 /// Interval between RTCP reports on each leg.
@@ -63,6 +74,8 @@ pub struct WorkerConfig {
     pub buffer_pool_prefill: usize,
     /// Egress buffers kept for reuse at most.
     pub buffer_pool_limit: usize,
+    /// Congestion control toward subscribers that negotiated transport-wide feedback.
+    pub congestion: CongestionConfig,
 }
 
 impl Default for WorkerConfig {
@@ -71,6 +84,7 @@ impl Default for WorkerConfig {
             announced_addresses: Vec::new(),
             buffer_pool_prefill: 256,
             buffer_pool_limit: 4096,
+            congestion: CongestionConfig::default(),
         }
     }
 }
@@ -186,6 +200,8 @@ pub struct Worker {
     next_tuple_prune: Instant,
     next_layer_check: Instant,
     speakers: BTreeMap<RouterId, ActiveSpeakerDetector<ProducerId>>,
+    /// Consumers whose paced video was dropped (their subscribers need a keyframe).
+    paced_drops: Vec<ConsumerId>,
 }
 
 impl Worker {
@@ -214,6 +230,7 @@ impl Worker {
             next_layer_check: now,
             speakers: BTreeMap::new(),
             nack_scratch: Vec::new(),
+            paced_drops: Vec::new(),
         })
     }
 
@@ -522,14 +539,25 @@ impl Worker {
             rng.random(),
             rng.random(),
         );
+        let congestion = consumer.transport_cc_extension().is_some();
         if let Some(t) = self.transports.get_mut(&transport) {
             t.consumers.push(id);
             t.consumer_ssrcs.insert(ssrc, id);
+            if congestion && t.congestion.is_none() {
+                t.congestion = Some(Box::new(CongestionController::new(
+                    now,
+                    self.config.congestion,
+                )));
+            }
         }
         if let Some(p) = self.producers.get_mut(&producer) {
             p.consumers.push(id);
         }
         self.consumers.insert(id, consumer);
+        if congestion {
+            // Within the subscriber's bandwidth from its first packet.
+            self.allocate(now, transport);
+        }
         // A new subscriber needs a stream chosen and a keyframe to start decoding.
         self.update_layers(now, producer);
         Ok((id, parameters))
@@ -569,18 +597,236 @@ impl Worker {
             .get_mut(&id)
             .ok_or(WorkerError::UnknownConsumer(id))?;
         let was = std::mem::replace(&mut c.paused, paused);
-        // Single-stream video has no selector to wait for a keyframe: ask for one directly.
-        let c_is_single_stream = !c.has_selector();
-        if was && !paused {
-            c.rebase();
-            let producer = c.producer;
-            c.set_target_stream(None);
-            self.update_layers(now, producer);
-            if c_is_single_stream {
-                self.request_keyframe(now, producer);
-            }
+        if was && !paused && !c.congestion_paused {
+            self.restart_consumer(now, id);
         }
         Ok(())
+    }
+
+    /// Starts a consumer again after a pause: continuous numbering, a fresh stream choice and
+    /// a keyframe to start from.
+    fn restart_consumer(&mut self, now: Instant, id: ConsumerId) {
+        let Some(c) = self.consumers.get_mut(&id) else {
+            return;
+        };
+        // Single-stream video has no selector to wait for a keyframe: ask for one directly.
+        let single_stream = !c.has_selector();
+        c.rebase();
+        let producer = c.producer;
+        c.set_target_stream(None);
+        self.update_layers(now, producer);
+        if single_stream {
+            self.request_keyframe(now, producer);
+        }
+    }
+
+    /// Marks a producer as a shared screen (or not): subscribers' bandwidth goes to screens
+    /// first.
+    pub fn set_producer_screen(&mut self, id: ProducerId, screen: bool) -> Result<(), WorkerError> {
+        let p = self
+            .producers
+            .get_mut(&id)
+            .ok_or(WorkerError::UnknownProducer(id))?;
+        p.screen = screen;
+        Ok(())
+    }
+
+    /// Congestion control toward a subscriber transport: its estimate, pacer and allocation;
+    /// `None` when the transport does not exist or its subscriber negotiated no transport-wide
+    /// feedback.
+    pub fn congestion_stats(&self, now: Instant, id: TransportId) -> Option<CongestionStats> {
+        self.transports
+            .get(&id)?
+            .congestion
+            .as_ref()
+            .map(|cc| cc.stats(now))
+    }
+
+    /// Shares a subscriber's bandwidth estimate among its consumers ([`crate::allocator`]):
+    /// audio first, then video by priority (screen, active speaker, the rest), never above
+    /// what the subscriber asked for; video that does not fit at its lowest layer is paused.
+    fn allocate(&mut self, now: Instant, id: TransportId) {
+        let Some(t) = self.transports.get(&id) else {
+            return;
+        };
+        let Some(cc) = t.congestion.as_ref() else {
+            return;
+        };
+        let estimate = cc.estimate();
+        // Before any feedback the estimate is a guess: it may start video low, never pause it.
+        let measured = cc.has_feedback();
+        let speaker_transport = self
+            .speakers
+            .get(&t.router)
+            .and_then(ActiveSpeakerDetector::current)
+            .and_then(|p| self.producers.get(&p))
+            .map(|p| p.transport);
+        let mut requests = Vec::with_capacity(t.consumers.len());
+        let mut desired = 0u64;
+        for cid in &t.consumers {
+            let Some(c) = self.consumers.get(cid) else {
+                continue;
+            };
+            let Some(p) = self.producers.get(&c.producer) else {
+                continue;
+            };
+            if c.paused {
+                continue;
+            }
+            let priority = if p.screen {
+                Priority::Screen
+            } else if speaker_transport == Some(p.transport) {
+                Priority::ActiveSpeaker
+            } else {
+                Priority::Normal
+            };
+            let layer_bitrates: Vec<u64> = p.streams.iter().map(|s| s.bitrate.rate(now)).collect();
+            let Some(max_layer) = c.preferred_stream(&p.streams, now) else {
+                continue;
+            };
+            desired += layer_bitrates.get(max_layer).copied().unwrap_or(0);
+            requests.push(AllocationRequest {
+                consumer: *cid,
+                kind: c.kind,
+                priority,
+                layer_bitrates,
+                max_layer,
+                current: if c.congestion_paused {
+                    None
+                } else {
+                    c.current_stream()
+                },
+            });
+        }
+        let allocations = allocator::allocate(estimate.0, &requests);
+        let mut changed: Vec<ProducerId> = Vec::new();
+        let mut resumed: Vec<ConsumerId> = Vec::new();
+        for a in &allocations {
+            let Some(c) = self.consumers.get_mut(&a.consumer) else {
+                continue;
+            };
+            if c.kind != crate::MediaKind::Video {
+                continue;
+            }
+            let (paused, allowed) = match a.layer {
+                None if measured => (true, None),
+                None => (false, c.has_selector().then_some(0)),
+                Some(layer) => (false, c.has_selector().then_some(layer)),
+            };
+            if paused != c.congestion_paused {
+                c.congestion_paused = paused;
+                if !paused && !c.paused {
+                    resumed.push(a.consumer);
+                }
+            }
+            if allowed != c.allowed_stream {
+                c.allowed_stream = allowed;
+                if !changed.contains(&c.producer) {
+                    changed.push(c.producer);
+                }
+            }
+        }
+        if let Some(cc) = self
+            .transports
+            .get_mut(&id)
+            .and_then(|t| t.congestion.as_mut())
+        {
+            // Probing may stop once the estimate covers what the subscriber would take, with
+            // the headroom the allocator wants before it moves up.
+            let desired = Bitrate((desired as f64 * allocator::UP_HEADROOM) as u64);
+            cc.set_allocations(now, allocations, Some(desired));
+        }
+        for c in resumed {
+            self.restart_consumer(now, c);
+        }
+        for p in changed {
+            self.update_layers(now, p);
+        }
+    }
+
+    /// Sends what a subscriber's pacer releases now, with probe padding when a probe cluster
+    /// needs it, and asks for keyframes where the pacer had to drop video.
+    fn send_paced(&mut self, now: Instant, id: TransportId) {
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        let (Some(destination), Some(srtp), Some(cc)) =
+            (t.destination(), t.srtp_out.as_mut(), t.congestion.as_mut())
+        else {
+            return;
+        };
+        cc.send(
+            now,
+            srtp,
+            destination,
+            &mut self.transmits,
+            &mut self.pool,
+            &mut t.stats,
+            &mut self.paced_drops,
+        );
+        // Bounded: a probe asks for a couple of milliseconds of padding at a time.
+        for _ in 0..MAX_PADDING_ROUNDS {
+            let Some(mut needed) = cc.padding_needed(now) else {
+                break;
+            };
+            let n = t.consumers.len();
+            let mut wrote = false;
+            for k in 0..n {
+                let Some(cid) = t.consumers.get((cc.padding_cursor + k) % n) else {
+                    continue;
+                };
+                let Some(c) = self.consumers.get_mut(cid) else {
+                    continue;
+                };
+                if c.kind != crate::MediaKind::Video || c.paused || c.congestion_paused {
+                    continue;
+                }
+                while needed > 0 {
+                    let mut buf = self.pool.take();
+                    let written = c.write_padding(needed.max(MIN_PADDING_PACKET), &mut buf);
+                    let offset = c.transport_cc_offset(&buf);
+                    let (Some((header_len, roc)), Some(offset)) = (written, offset) else {
+                        self.pool.give_back(buf);
+                        break;
+                    };
+                    needed = needed.saturating_sub(buf.len());
+                    let packet = PacedPacket {
+                        buf,
+                        header_len,
+                        roc,
+                        transport_cc_offset: offset,
+                        consumer: *cid,
+                    };
+                    cc.enqueue(now, packet, PacketClass::Padding);
+                    wrote = true;
+                }
+                if wrote {
+                    cc.padding_cursor = (cc.padding_cursor + k + 1) % n;
+                    break;
+                }
+            }
+            if !wrote {
+                break;
+            }
+            cc.send(
+                now,
+                srtp,
+                destination,
+                &mut self.transmits,
+                &mut self.pool,
+                &mut t.stats,
+                &mut self.paced_drops,
+            );
+        }
+        let broken = std::mem::take(&mut self.paced_drops);
+        for cid in &broken {
+            if let Some(c) = self.consumers.get(cid) {
+                let (producer, stream) = (c.producer, c.current_stream());
+                self.request_stream_keyframe(now, producer, stream);
+            }
+        }
+        self.paced_drops = broken;
+        self.paced_drops.clear();
     }
 
     /// Sets what a subscriber wants of a video consumer (simulcast stream, temporal layer or
@@ -612,7 +858,7 @@ impl Worker {
             let Some(c) = self.consumers.get_mut(cid) else {
                 continue;
             };
-            if c.paused {
+            if c.paused || c.congestion_paused {
                 continue;
             }
             let stream = c.choose_stream(&p.streams, now);
@@ -710,6 +956,10 @@ impl Worker {
                 t.is_connected().then_some(t.next_report),
                 (!t.is_connected() && t.armed).then_some(t.connect_deadline),
                 (t.is_connected() && t.twcc.has_unreported()).then_some(t.next_twcc_feedback),
+                t.congestion
+                    .as_ref()
+                    .and_then(|cc| cc.poll_timeout())
+                    .filter(|_| t.is_connected()),
             ]
         });
         let keyframes = self
@@ -772,6 +1022,15 @@ impl Worker {
                 t.next_twcc_feedback = now + TWCC_FEEDBACK_INTERVAL;
                 send_twcc_feedback(now, t, &self.producers, &mut self.transmits, &mut self.pool);
             }
+            if let Some(t) = self.transports.get(&id)
+                && t.is_connected()
+                && t.congestion
+                    .as_ref()
+                    .and_then(|cc| cc.poll_timeout())
+                    .is_some_and(|at| now >= at)
+            {
+                self.send_paced(now, id);
+            }
         }
         if now >= self.next_tuple_prune {
             self.next_tuple_prune = now + Duration::from_secs(1);
@@ -796,6 +1055,16 @@ impl Worker {
         }
         if now >= self.next_layer_check {
             self.next_layer_check = now + LAYER_CHECK_INTERVAL;
+            // Bitrates of layers and the active speaker change without feedback saying so.
+            let subscribers: Vec<TransportId> = self
+                .transports
+                .iter()
+                .filter(|(_, t)| t.congestion.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in subscribers {
+                self.allocate(now, id);
+            }
             let producers: Vec<ProducerId> = self.producers.keys().copied().collect();
             for p in producers {
                 self.update_layers(now, p);
@@ -1199,6 +1468,7 @@ impl Worker {
         }
         let was_active = stream.is_active(now);
         stream.last_packet_at = Some(now);
+        stream.bitrate.record(now, data.len());
         let stream_index = binding.stream;
         let packet = data.freeze();
         let payload = packet.get(payload_start..payload_end).unwrap_or(&[]);
@@ -1259,7 +1529,7 @@ impl Worker {
             let Some(consumer) = self.consumers.get_mut(cid) else {
                 continue;
             };
-            if consumer.paused {
+            if consumer.paused || consumer.congestion_paused {
                 continue;
             }
             if restarted {
@@ -1290,6 +1560,32 @@ impl Worker {
                 self.pool.give_back(buf);
                 continue;
             };
+            if let Some(cc) = out_t.congestion.as_mut()
+                && let Some(offset) = consumer.transport_cc_offset(&buf)
+            {
+                let class = match consumer.kind {
+                    crate::MediaKind::Audio => PacketClass::Audio,
+                    crate::MediaKind::Video => PacketClass::Video,
+                };
+                let packet = PacedPacket {
+                    buf,
+                    header_len,
+                    roc,
+                    transport_cc_offset: offset,
+                    consumer: *cid,
+                };
+                cc.enqueue(now, packet, class);
+                cc.send(
+                    now,
+                    srtp,
+                    destination,
+                    &mut self.transmits,
+                    &mut self.pool,
+                    &mut out_t.stats,
+                    &mut self.paced_drops,
+                );
+                continue;
+            }
             if srtp.protect_rtp(&mut buf, header_len, roc).is_err() {
                 self.pool.give_back(buf);
                 continue;
@@ -1303,6 +1599,17 @@ impl Worker {
         }
         if need_keyframe {
             self.request_stream_keyframe(now, binding.producer, Some(binding.stream));
+        }
+        if !self.paced_drops.is_empty() {
+            let broken = std::mem::take(&mut self.paced_drops);
+            for cid in &broken {
+                if let Some(c) = self.consumers.get(cid) {
+                    let (producer, stream) = (c.producer, c.current_stream());
+                    self.request_stream_keyframe(now, producer, stream);
+                }
+            }
+            self.paced_drops = broken;
+            self.paced_drops.clear();
         }
         if !was_active
             && self
@@ -1394,6 +1701,23 @@ impl Worker {
                 RtcpPart::Other { .. } => {}
             }
         }
+        let mut allocate = false;
+        if let Some(cc) = self
+            .transports
+            .get_mut(&id)
+            .and_then(|t| t.congestion.as_mut())
+        {
+            match cc.on_rtcp(now, data) {
+                Ok(true) => allocate = cc.allocation_due(now),
+                Ok(false) => {}
+                Err(_) => self.drops.count(DropReason::RtcpMalformed),
+            }
+        }
+        if allocate {
+            self.allocate(now, id);
+            // The pacing rate may have risen, or a probe started.
+            self.send_paced(now, id);
+        }
         for (consumer, sequences) in nacks {
             self.retransmit(now, id, consumer, &sequences);
         }
@@ -1446,12 +1770,27 @@ impl Worker {
         let (Some(destination), Some(srtp)) = (t.destination(), t.srtp_out.as_mut()) else {
             return;
         };
+        let mut paced = false;
         for &seq in sequences {
             let mut buf = self.pool.take();
             let Some((header_len, roc)) = c.write_retransmission(now, seq, &mut buf) else {
                 self.pool.give_back(buf);
                 continue;
             };
+            if let Some(cc) = t.congestion.as_mut()
+                && let Some(offset) = c.transport_cc_offset(&buf)
+            {
+                let packet = PacedPacket {
+                    buf,
+                    header_len,
+                    roc,
+                    transport_cc_offset: offset,
+                    consumer,
+                };
+                cc.enqueue(now, packet, PacketClass::Retransmission);
+                paced = true;
+                continue;
+            }
             if srtp.protect_rtp(&mut buf, header_len, roc).is_err() {
                 self.pool.give_back(buf);
                 continue;
@@ -1462,6 +1801,9 @@ impl Worker {
                 destination,
                 contents: buf,
             });
+        }
+        if paced {
+            self.send_paced(now, transport);
         }
     }
 

@@ -131,7 +131,8 @@ pub fn subscriber_caps() -> RtpCapabilities {
             ext(extension_uri::MID, SUB_MID_ID),
             ext(extension_uri::AUDIO_LEVEL, SUB_AUDIO_LEVEL_ID),
             ext(extension_uri::VIDEO_ORIENTATION, SUB_ORIENTATION_ID),
-            ext(extension_uri::TRANSPORT_CC, 3),
+            // No transport-cc: these subscribers get packets as they come, unpaced (the
+            // congestion-control tests negotiate it themselves).
         ],
     }
 }
