@@ -9,7 +9,10 @@
 //! * [`registry`] and [`room`] — the rooms; each room is an actor owning its participants,
 //!   tracks, transports, producers and consumers.
 //! * [`sdp`] — SDP ↔ `sfu-core` RTP parameters (the core never sees SDP).
-//! * [`access_token`] — HS256 JWTs carrying identity, room and grants.
+//! * [`access_token`] — HMAC-signed JWTs (join, admin, guest invitation) carrying identity,
+//!   room and grants; the API keyring and its rotation.
+//! * [`meeting_code`] — human-friendly room codes like `abc-defg-hij`.
+//! * [`webhooks`] — signed lifecycle events delivered in order per room, with retries.
 //! * [`protocol`] — the frames as Rust types, with typed error codes.
 //!
 //! ```no_run
@@ -28,6 +31,7 @@
 //! ```
 
 pub mod access_token;
+pub mod meeting_code;
 pub mod metrics;
 pub mod names;
 pub mod protocol;
@@ -36,3 +40,4 @@ pub mod room;
 pub mod sdp;
 pub mod server;
 pub mod session;
+pub mod webhooks;

@@ -15,7 +15,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::access_token::TokenError;
 use crate::protocol::{
     ClientMessage, ErrorCode, PROTOCOL_VERSION, ProtocolError, ServerMessage, parse_client_message,
 };
@@ -360,15 +359,10 @@ async fn join(
             format!("this server speaks protocol {PROTOCOL_VERSION}"),
         ));
     }
-    let claims = ctx.keys.verify(token).map_err(|e| {
-        let message = match e {
-            TokenError::Expired => "the token has expired".to_owned(),
-            TokenError::NotYetValid => "the token is not valid yet".to_owned(),
-            TokenError::UnknownKey => "the token is signed by an unknown key".to_owned(),
-            TokenError::Invalid(detail) => format!("the token does not verify: {detail}"),
-        };
-        ProtocolError::new(ErrorCode::InvalidToken, message)
-    })?;
+    let claims = ctx
+        .keys
+        .verify(token)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e.to_string()))?;
     crate::names::validate_room(&claims.room)
         .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e))?;
     crate::names::validate_identity(&claims.sub)

@@ -29,7 +29,7 @@ const OFFER: &str = include_str!("fixtures/chrome-publish-offer.sdp");
 const OFFER_UFRAG: &str = "QqjB";
 
 fn keys() -> ApiKeys {
-    let mut k = ApiKeys::default();
+    let k = ApiKeys::default();
     k.insert(KEY, SECRET.to_vec());
     k
 }

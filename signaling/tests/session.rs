@@ -21,7 +21,7 @@ const SECRET: &[u8] = b"test-secret-0123456789abcdef0123";
 const OFFER: &str = include_str!("fixtures/chrome-publish-offer.sdp");
 
 fn keys() -> ApiKeys {
-    let mut k = ApiKeys::default();
+    let k = ApiKeys::default();
     k.insert(KEY, SECRET.to_vec());
     k
 }
@@ -210,17 +210,18 @@ async fn oversize_frames_are_refused_and_close_the_session() {
 #[tokio::test]
 async fn bad_tokens_are_refused() {
     let url = start(SessionLimits::default()).await;
+    // Minted an hour ago for a minute: expired well beyond the verifier's leeway.
     let expired = keys()
-        .mint(
-            KEY,
+        .mint_join(
             "a",
             "A",
             "r",
             Grants::participant(),
-            Duration::from_secs(0),
+            Duration::from_secs(60),
+            signaling::access_token::unix_now() - 3600,
         )
         .unwrap();
-    let mut other = ApiKeys::default();
+    let other = ApiKeys::default();
     other.insert(KEY, b"a different secret entirely".to_vec());
     let badly_signed = other
         .mint(
@@ -254,7 +255,7 @@ async fn bad_tokens_are_refused() {
     expect_closed(&mut ws).await;
     // A token without the join grant.
     let mut ws = connect(&url).await;
-    send(&mut ws, json!({"type":"join","id":1,"token":token("r","a",Grants { join: false, publish: true, subscribe: true }),"protocol":1})).await;
+    send(&mut ws, json!({"type":"join","id":1,"token":token("r","a",Grants { join: false, ..Grants::participant() }),"protocol":1})).await;
     expect_error(&mut ws, "permission_denied").await;
     // Wrong protocol version.
     let mut ws = connect(&url).await;
@@ -272,9 +273,8 @@ async fn grants_are_enforced() {
     let url = start(SessionLimits::default()).await;
     let mut ws = connect(&url).await;
     let viewer = Grants {
-        join: true,
         publish: false,
-        subscribe: true,
+        ..Grants::participant()
     };
     send(
         &mut ws,

@@ -22,6 +22,7 @@ fn claims(identity: &str) -> Claims {
         grants: Grants::participant(),
         nbf: 0,
         exp: u64::MAX,
+        jti: format!("test-{identity}"),
     }
 }
 
