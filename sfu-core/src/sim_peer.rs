@@ -8,7 +8,10 @@
 //! then protects the RTP and RTCP a test asks it to send and unprotects and records everything
 //! it receives. Like a browser, a peer can also ask for what it misses on a stream
 //! ([`SimPeer::enable_nack`]: generic NACKs, RTX unwrapping, de-duplication counts) and repair
-//! what it sent from its own history on RTX ([`SimPeer::enable_rtx`]). [`SimNetwork`] owns a
+//! what it sent from its own history on RTX ([`SimPeer::enable_rtx`]), and report the
+//! arrival of every packet stamped with a transport-wide sequence number in transport-wide
+//! congestion control feedback ([`SimPeer::enable_twcc_feedback`]), which is what the SFU's
+//! send-side bandwidth estimator reads. [`SimNetwork`] owns a
 //! worker and several peers, carries datagrams between them by address (optionally losing some,
 //! from seeded generators, everywhere or on one leg, and optionally after a fixed latency) and
 //! advances virtual time from one deadline to the next. Each direction of a peer's link can
@@ -38,6 +41,7 @@ use crate::rtp_packet::RtpHeader;
 use crate::seq_manager::extend_sequence;
 use crate::srtp::{DtlsRole, SrtpContext, SrtpError, SrtpProfile};
 use crate::stun::{IceRole, IntegrityKey, StunClass, StunMessage, write_binding_request};
+use crate::twcc::{MAX_FEEDBACK_SIZE, TwccRecorder, feedback_packets};
 use crate::webrtc_transport::{WebRtcTransportInfo, WebRtcTransportOptions};
 use crate::worker::{Worker, WorkerConfig, WorkerError, WorkerEvent};
 use crate::{RouterId, TransportId};
@@ -515,6 +519,21 @@ impl NackReceiver {
     }
 }
 
+impl TwccReceiver {
+    fn on_rtp(&mut self, now: Instant, packet: &ReceivedRtp) {
+        let seq = packet
+            .extension(self.extension_id)
+            .and_then(|v| <[u8; 2]>::try_from(v).ok());
+        let Some(seq) = seq else {
+            self.stats.unstamped += 1;
+            return;
+        };
+        self.stats.stamped += 1;
+        self.media_ssrc.get_or_insert(packet.ssrc);
+        self.recorder.record(u16::from_be_bytes(seq), now);
+    }
+}
+
 /// How a [`SimPeer`] answers NACKs for a stream it sends, like a browser's sender: it keeps the
 /// last [`Self::history`] packets of [`Self::media_ssrc`] and repairs a NACKed one on the RTX
 /// stream (RFC 4588: RTX SSRC and payload type, its own sequence numbers, the original
@@ -578,6 +597,32 @@ struct RtxSender {
     stats: RtxStats,
 }
 
+/// What a [`SimPeer`]'s transport-wide feedback did (see [`SimPeer::enable_twcc_feedback`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TwccFeedbackStats {
+    /// RTP packets received with a two-byte transport-wide sequence number, all recorded.
+    pub stamped: u64,
+    /// RTP packets received without the extension (or with a value that is not two bytes).
+    pub unstamped: u64,
+    /// Transport-wide feedback packets (RTPFB/15) sent.
+    pub feedback_packets: u64,
+    /// SRTCP datagrams they went in.
+    pub feedback_datagrams: u64,
+}
+
+/// A browser's receive side of transport-wide congestion control: it records the arrival of
+/// every stamped packet and reports them every `interval`.
+#[derive(Debug, Clone)]
+struct TwccReceiver {
+    extension_id: u8,
+    interval: Duration,
+    recorder: TwccRecorder,
+    next_feedback: Instant,
+    /// The first media SSRC received: what libwebrtc puts in the media-source field.
+    media_ssrc: Option<u32>,
+    stats: TwccFeedbackStats,
+}
+
 /// The peer's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimPeerStats {
@@ -638,6 +683,7 @@ pub struct SimPeer {
     stats: SimPeerStats,
     nack_receiver: Option<NackReceiver>,
     rtx_sender: Option<RtxSender>,
+    twcc: Option<TwccReceiver>,
     /// Middle 32 bits of the NTP time of the last sender report per SSRC, and its arrival.
     last_sender_reports: HashMap<u32, (u32, Instant)>,
 }
@@ -712,6 +758,7 @@ impl SimPeer {
             stats: SimPeerStats::default(),
             nack_receiver: None,
             rtx_sender: None,
+            twcc: None,
             last_sender_reports: HashMap::new(),
         })
     }
@@ -971,7 +1018,11 @@ impl SimPeer {
             .nack_receiver
             .as_ref()
             .and_then(NackReceiver::poll_timeout);
-        [self.next_check, dtls, nack].into_iter().flatten().min()
+        let twcc = self.twcc.as_ref().map(|t| t.next_feedback);
+        [self.next_check, dtls, nack, twcc]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advances timers: check retransmission, consent checks, DTLS retransmission.
@@ -990,6 +1041,7 @@ impl SimPeer {
         }
         self.drain_dtls();
         self.nack_timeout(now);
+        self.twcc_timeout(now);
     }
 
     /// Feeds one received datagram (the network delivers only what is addressed to
@@ -1141,6 +1193,9 @@ impl SimPeer {
             extensions,
             payload: buf.get(start..end).unwrap_or(&[]).to_vec(),
         });
+        if let (Some(twcc), Some(packet)) = (self.twcc.as_mut(), self.received_rtp.last()) {
+            twcc.on_rtp(now, packet);
+        }
         let nack_now = match (self.nack_receiver.as_mut(), self.received_rtp.last()) {
             (Some(receiver), Some(packet)) => receiver.on_rtp(now, packet),
             _ => Vec::new(),
@@ -1379,6 +1434,74 @@ impl SimPeer {
     /// The RTX sender's counters, once [`Self::enable_rtx`] was called.
     pub fn rtx_stats(&self) -> Option<RtxStats> {
         self.rtx_sender.as_ref().map(|r| r.stats)
+    }
+
+    /// Starts reporting received packets in transport-wide congestion control feedback, like
+    /// a browser that negotiated `transport-cc`: every authenticated RTP packet whose header
+    /// extension `extension_id` holds a two-byte transport-wide sequence number is recorded
+    /// with its arrival time (a [`TwccRecorder`]), and every `interval` (browsers: 50–100 ms)
+    /// what was recorded since the last report is sent as RTPFB/15 feedback from
+    /// [`Self::rtcp_ssrc`], as many protected SRTCP datagrams as needed (each at most
+    /// [`MAX_FEEDBACK_SIZE`] bytes of RTCP). Nothing is sent while nothing new arrived.
+    /// Replaces an earlier configuration and its state.
+    pub fn enable_twcc_feedback(&mut self, now: Instant, extension_id: u8, interval: Duration) {
+        let interval = interval.max(Duration::from_millis(1));
+        self.twcc = Some(TwccReceiver {
+            extension_id,
+            interval,
+            recorder: TwccRecorder::new(),
+            next_feedback: now + interval,
+            media_ssrc: None,
+            stats: TwccFeedbackStats::default(),
+        });
+    }
+
+    /// The transport-wide feedback counters, once [`Self::enable_twcc_feedback`] was called.
+    pub fn twcc_stats(&self) -> Option<TwccFeedbackStats> {
+        self.twcc.as_ref().map(|t| t.stats)
+    }
+
+    fn twcc_timeout(&mut self, now: Instant) {
+        let rtcp_ssrc = self.config.rtcp_ssrc;
+        let connected = self.srtp_out.is_some();
+        let Some(twcc) = self.twcc.as_mut() else {
+            return;
+        };
+        if now < twcc.next_feedback {
+            return;
+        }
+        // Keep the cadence, but never schedule into the past after a long jump of time.
+        twcc.next_feedback =
+            (twcc.next_feedback + twcc.interval).max(now + Duration::from_millis(1));
+        if !connected || !twcc.recorder.has_unreported() {
+            return;
+        }
+        let mut out = Vec::new();
+        let media_ssrc = twcc.media_ssrc.unwrap_or(0);
+        if !twcc
+            .recorder
+            .build_feedback(now, rtcp_ssrc, media_ssrc, &mut out)
+        {
+            return;
+        }
+        // One datagram per packet group that fits the size limit, as libwebrtc sends them.
+        let mut datagrams: Vec<Vec<u8>> = Vec::new();
+        let mut current: Vec<u8> = Vec::new();
+        for packet in feedback_packets(&out) {
+            twcc.stats.feedback_packets += 1;
+            if !current.is_empty() && current.len() + packet.len() > MAX_FEEDBACK_SIZE {
+                datagrams.push(std::mem::take(&mut current));
+            }
+            current.extend_from_slice(packet);
+        }
+        if !current.is_empty() {
+            datagrams.push(current);
+        }
+        twcc.stats.feedback_datagrams += datagrams.len() as u64;
+        for compound in datagrams {
+            // Only fails before keys exist, checked above.
+            let _ = self.send_rtcp(now, &compound);
+        }
     }
 
     /// Sends the packet first sent as `sequence_number` again, on the RTX stream, now (each
@@ -2852,4 +2975,184 @@ impl SimNetwork {
 /// A fixed wall clock for simulations: 2023-11-14T22:13:20Z.
 pub fn sim_wall_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::twcc::TwccFeedback;
+
+    const SERVER: &str = "127.0.0.1:4443";
+    const TWCC_ID: u8 = 5;
+    const MEDIA_SSRC: u32 = 0x4D45_4449;
+
+    /// A peer with SRTP keys in place (no ICE or DTLS run), and the server's two contexts
+    /// for the same keying material: what the peer receives is protected with the first, what
+    /// it sends is unprotected with the second.
+    fn keyed_peer(now: Instant) -> (SimPeer, SrtpContext, SrtpContext) {
+        let profile = SrtpProfile::AeadAes128Gcm;
+        let material: Vec<u8> = (0..profile.keying_material_len())
+            .map(|i| i as u8)
+            .collect();
+        let (client_out, client_in) =
+            SrtpContext::from_keying_material(profile, &material, DtlsRole::Client).unwrap();
+        let (server_out, server_in) =
+            SrtpContext::from_keying_material(profile, &material, DtlsRole::Server).unwrap();
+        let config = SimPeerConfig {
+            consent_interval: None,
+            ..SimPeerConfig::default()
+        };
+        let mut peer =
+            SimPeer::with_config("127.0.0.1:5000".parse().unwrap(), now, config).unwrap();
+        peer.server = Some(Server {
+            addr: SERVER.parse().unwrap(),
+            ufrag: "server".into(),
+            key: IntegrityKey::new(b"server password"),
+            fingerprint: peer.fingerprint(),
+        });
+        peer.ice_connected = true;
+        peer.dtls_state = SimDtlsState::Connected(profile);
+        peer.srtp_out = Some(client_out);
+        peer.srtp_in = Some(client_in);
+        (peer, server_out, server_in)
+    }
+
+    /// An SRTP packet from the server, stamped with `transport_seq` when given.
+    fn server_rtp(srtp: &mut SrtpContext, seq: u16, transport_seq: Option<u16>) -> Vec<u8> {
+        let value = transport_seq.map(u16::to_be_bytes);
+        let extensions: Vec<(u8, &[u8])> = value
+            .as_ref()
+            .map(|v| vec![(TWCC_ID, v.as_slice())])
+            .unwrap_or_default();
+        let (mut packet, header_len) = write_rtp_packet(
+            MEDIA_SSRC,
+            96,
+            seq,
+            u32::from(seq) * 3000,
+            false,
+            &extensions,
+            &[0x42; 200],
+        )
+        .unwrap();
+        srtp.protect_rtp(&mut packet, header_len, 0).unwrap();
+        packet
+    }
+
+    /// Runs the peer's timers up to `until` and returns the SRTCP datagrams it sent, decrypted.
+    fn run_timers(peer: &mut SimPeer, server_in: &mut SrtpContext, until: Instant) -> Vec<Vec<u8>> {
+        while let Some(t) = peer.poll_timeout().filter(|t| *t <= until) {
+            peer.handle_timeout(t);
+        }
+        let mut out = Vec::new();
+        while let Some((dest, mut data)) = peer.poll_datagram() {
+            assert_eq!(dest, SERVER.parse::<SocketAddr>().unwrap());
+            let len = server_in.unprotect_rtcp(&mut data).unwrap();
+            data.truncate(len);
+            out.push(data);
+        }
+        out
+    }
+
+    /// Every `(transport_seq, arrival µs)` status in `datagrams`, with the packets' sender
+    /// SSRC checked.
+    fn statuses(datagrams: &[Vec<u8>], sender: u32) -> Vec<(u16, Option<i64>)> {
+        let mut all = Vec::new();
+        for d in datagrams {
+            assert!(d.len() <= MAX_FEEDBACK_SIZE, "{} bytes", d.len());
+            for packet in feedback_packets(d) {
+                let fb = TwccFeedback::parse(packet).unwrap();
+                assert_eq!(fb.sender_ssrc, sender);
+                assert_eq!(fb.media_ssrc, MEDIA_SSRC);
+                all.extend(fb.arrivals());
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn twcc_feedback_reports_each_stamped_arrival_once_per_interval() {
+        let t0 = Instant::now();
+        let (mut peer, mut server_out, mut server_in) = keyed_peer(t0);
+        let interval = Duration::from_millis(50);
+        peer.enable_twcc_feedback(t0, TWCC_ID, interval);
+        assert_eq!(peer.poll_timeout(), Some(t0 + interval));
+
+        // Transport sequence numbers 100..110 arrive 3 ms apart, 104 never does; one packet
+        // without the extension must not disturb anything.
+        for (i, tseq) in (100u16..110).enumerate() {
+            if tseq == 104 {
+                continue;
+            }
+            let at = t0 + Duration::from_millis(3 * i as u64);
+            peer.handle_datagram(at, &server_rtp(&mut server_out, i as u16, Some(tseq)));
+        }
+        peer.handle_datagram(
+            t0 + Duration::from_millis(31),
+            &server_rtp(&mut server_out, 50, None),
+        );
+        // Nothing before the interval is up.
+        assert!(run_timers(&mut peer, &mut server_in, t0 + Duration::from_millis(49)).is_empty());
+
+        let datagrams = run_timers(&mut peer, &mut server_in, t0 + interval);
+        assert_eq!(datagrams.len(), 1);
+        let got = statuses(&datagrams, peer.rtcp_ssrc());
+        let seqs: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (100..110).collect::<Vec<_>>());
+        let first = got[0].1.unwrap();
+        for (i, (tseq, arrival)) in got.iter().enumerate() {
+            if *tseq == 104 {
+                assert_eq!(*arrival, None, "104 was lost");
+            } else {
+                // Arrivals are exact to the 250 µs tick: 3 ms apart.
+                assert_eq!(arrival.unwrap() - first, 3_000 * i as i64, "{tseq}");
+            }
+        }
+        let stats = peer.twcc_stats().unwrap();
+        assert_eq!((stats.stamped, stats.unstamped), (9, 1));
+        assert_eq!((stats.feedback_packets, stats.feedback_datagrams), (1, 1));
+
+        // An interval with nothing new sends nothing; the next arrival is reported alone.
+        assert!(run_timers(&mut peer, &mut server_in, t0 + 2 * interval).is_empty());
+        peer.handle_datagram(
+            t0 + Duration::from_millis(120),
+            &server_rtp(&mut server_out, 11, Some(110)),
+        );
+        let datagrams = run_timers(&mut peer, &mut server_in, t0 + 3 * interval);
+        let got = statuses(&datagrams, peer.rtcp_ssrc());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 110);
+        assert_eq!(got[0].1.unwrap() - first, 120_000);
+    }
+
+    #[test]
+    fn twcc_feedback_splits_a_large_report_into_datagrams_that_fit() {
+        let t0 = Instant::now();
+        let (mut peer, mut server_out, mut server_in) = keyed_peer(t0);
+        let interval = Duration::from_millis(100);
+        peer.enable_twcc_feedback(t0, TWCC_ID, interval);
+        // 2000 packets in 100 ms with irregular spacing (many large deltas) and a loss every
+        // seventh: more statuses and deltas than one 1200-byte packet holds.
+        let mut expected = Vec::new();
+        for i in 0..2000u16 {
+            let tseq = 65_000u16.wrapping_add(i); // across the wrap
+            let at = t0 + Duration::from_micros(u64::from(i) * 40 + u64::from(i % 3) * 900);
+            if i % 7 == 3 {
+                expected.push((tseq, false));
+                continue;
+            }
+            expected.push((tseq, true));
+            peer.handle_datagram(at, &server_rtp(&mut server_out, i, Some(tseq)));
+        }
+        let datagrams = run_timers(&mut peer, &mut server_in, t0 + interval);
+        assert!(datagrams.len() > 1, "one datagram for 2000 statuses");
+        let got: Vec<(u16, bool)> = statuses(&datagrams, peer.rtcp_ssrc())
+            .into_iter()
+            .map(|(s, a)| (s, a.is_some()))
+            .collect();
+        assert_eq!(got, expected);
+        let stats = peer.twcc_stats().unwrap();
+        assert_eq!(stats.feedback_datagrams, datagrams.len() as u64);
+        assert!(stats.feedback_packets >= stats.feedback_datagrams);
+    }
 }
