@@ -2,8 +2,9 @@
 # The whole test suite, on a fresh machine: installs what it needs, then runs
 #   1. cargo test --workspace (unit, integration, str0m interop, fuzz seed corpora),
 #   2. the end-to-end tests with real headless Chromium (e2e/).
-# Usage: scripts/test.sh            everything
-#        SKIP_E2E=1 scripts/test.sh  Rust tests only
+# Usage: scripts/test.sh                 everything
+#        SKIP_E2E=1 scripts/test.sh       Rust tests only
+#        SKIP_POSTGRES=1 scripts/test.sh  storage tests on SQLite only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,17 @@ if [ "${SKIP_E2E:-0}" != 1 ] && [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# The storage tests run against SQLite and against a throwaway local PostgreSQL (Debian
+# package, installed if missing); SFU_REQUIRE_POSTGRES makes them fail rather than skip it.
+if [ "${SKIP_POSTGRES:-0}" != 1 ]; then
+  if ! scripts/postgres.sh status; then
+    trap 'scripts/postgres.sh stop || true' EXIT
+  fi
+  log "local PostgreSQL for the storage tests"
+  SFU_TEST_POSTGRES_URL="$(scripts/postgres.sh start)"
+  export SFU_TEST_POSTGRES_URL SFU_REQUIRE_POSTGRES=1
 fi
 
 log "cargo test --workspace"

@@ -40,4 +40,5 @@ pub mod room;
 pub mod sdp;
 pub mod server;
 pub mod session;
+pub mod storage;
 pub mod webhooks;
