@@ -10,7 +10,7 @@ import { StopWaiting, waitFor } from './wait.mjs';
 
 export const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
   // Without it Chrome gathers no 127.0.0.1 candidate and never reaches a loopback server.
@@ -31,20 +31,36 @@ const CHROMIUM_ARGS = [
 const CONSOLE_LINES_KEPT = 300;
 
 /**
+ * The flags of a browser that opens `server`'s pages: CHROMIUM_ARGS, and when the server is not
+ * on 127.0.0.1: its address let through the resolver rules, and its origin treated as secure
+ * (as loopback is by itself) so that getUserMedia works there.
+ */
+export function browserArgs(server) {
+  if (server.host === '127.0.0.1') return [...CHROMIUM_ARGS];
+  // The resolver rules map IP literals too: the server's address must be excluded as well.
+  return [
+    ...CHROMIUM_ARGS.filter((arg) => !arg.startsWith('--host-resolver-rules=')),
+    `--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE ${server.host}`,
+    `--unsafely-treat-insecure-origin-as-secure=${server.url}`,
+  ];
+}
+
+/**
  * Runs `body(room)` with a fresh server and browser, and always cleans up. On failure prints
  * each page's stats, client state and console, what the test added with `room.addDiagnostics`,
  * and the server's output, then rethrows. `chromiumArgs` are added to the browser's flags
- * (e.g. `--use-file-for-fake-audio-capture=…`).
+ * (e.g. `--use-file-for-fake-audio-capture=…`); `server` are options of `Server.start` (e.g.
+ * `{host}`: the address it listens on and announces).
  */
-export async function withRoom(body, { chromiumArgs = [] } = {}) {
-  const server = await Server.start();
+export async function withRoom(body, { chromiumArgs = [], server: serverOptions } = {}) {
+  const server = await Server.start(serverOptions);
   const profile = await fs.mkdtemp(path.join(os.tmpdir(), 'sfu-e2e-chromium-'));
   const room = new Room(server, `e2e-${Math.random().toString(36).slice(2, 8)}`);
   try {
     room.context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM_BIN,
       headless: true,
-      args: [...CHROMIUM_ARGS, ...chromiumArgs],
+      args: [...browserArgs(server), ...chromiumArgs],
       viewport: { width: 1000, height: 700 },
     });
     await body(room);
@@ -78,10 +94,11 @@ export class Room {
   /**
    * Opens a page that joins this room as `name` (with ?autojoin=1) and waits until joined.
    * `query` adds URL parameters of the web client, e.g. `{media: '0'}` to join as a viewer
-   * (see examples/web/app.js).
+   * (see examples/web/app.js). `context` opens the page in another browser than the room's (e.g.
+   * one launched in a network namespace); it is still reported on failure.
    */
-  async join(name, { query: extra = {} } = {}) {
-    const page = await this.context.newPage();
+  async join(name, { query: extra = {}, context = this.context } = {}) {
+    const page = await context.newPage();
     const p = new Participant(name, page);
     this.participants.push(p);
     const query = new URLSearchParams({ room: this.name, name, autojoin: '1', ...extra });

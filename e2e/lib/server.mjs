@@ -26,12 +26,13 @@ process.on('exit', () => {
 });
 
 export class Server {
-  constructor(child, httpPort, udpPort, cwd) {
+  constructor(child, host, httpPort, udpPort, cwd) {
     this.child = child;
     this.cwd = cwd;
+    this.host = host;
     this.httpPort = httpPort;
     this.udpPort = udpPort;
-    this.url = `http://127.0.0.1:${httpPort}`;
+    this.url = `http://${host}:${httpPort}`;
     this.output = [];
     this.exited = null; // {code, signal} once the process has ended
     this.exitPromise = new Promise((resolve) => {
@@ -53,8 +54,13 @@ export class Server {
     }
   }
 
-  /** Starts the server and resolves once `GET /healthz` answers 200. */
-  static async start() {
+  /**
+   * Starts the server and resolves once `GET /healthz` answers 200. It listens for HTTP and UDP
+   * on `host` (an IPv4 address of this machine, 127.0.0.1 by default), which is also the address
+   * its ICE candidates announce: e.g. the host side of a veth pair, so that a browser in a
+   * network namespace reaches it (lib/netns.mjs).
+   */
+  static async start({ host = '127.0.0.1' } = {}) {
     if (!fs.existsSync(SERVER_BIN)) {
       throw new Error(
         `no server binary at ${SERVER_BIN}: run \`cargo build -p sfu-server\` in ${REPO_ROOT} ` +
@@ -63,11 +69,11 @@ export class Server {
     }
     // Its own working directory, so that nothing it writes is shared with another test.
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-e2e-server-'));
-    const httpPort = await freeTcpPort();
-    const udpPort = await freeUdpPort();
+    const httpPort = await freeTcpPort(host);
+    const udpPort = await freeUdpPort(host);
     const child = spawn(
       SERVER_BIN,
-      ['--http-listen', `127.0.0.1:${httpPort}`, '--udp-listen', `127.0.0.1:${udpPort}`, '--dev'],
+      ['--http-listen', `${host}:${httpPort}`, '--udp-listen', `${host}:${udpPort}`, '--dev'],
       {
         cwd,
         env: {
@@ -82,7 +88,7 @@ export class Server {
       },
     );
     running.add(child);
-    const server = new Server(child, httpPort, udpPort, cwd);
+    const server = new Server(child, host, httpPort, udpPort, cwd);
     try {
       await waitFor(
         async () => {
@@ -130,22 +136,22 @@ export class Server {
   }
 }
 
-function freeTcpPort() {
+function freeTcpPort(host) {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const { port } = srv.address();
       srv.close(() => resolve(port));
     });
   });
 }
 
-function freeUdpPort() {
+function freeUdpPort(host) {
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket('udp4');
     sock.on('error', reject);
-    sock.bind(0, '127.0.0.1', () => {
+    sock.bind(0, host, () => {
       const { port } = sock.address();
       sock.close(() => resolve(port));
     });

@@ -1,0 +1,264 @@
+// k. Congestion control toward a subscriber, in Chromium, on a real shaped link. The subscriber is
+//    a headless Chromium inside a network namespace of its own (lib/netns.mjs), reaching the
+//    server through a veth pair whose server→subscriber direction is limited with `tc tbf`. The
+//    publisher, in the root namespace, sends VP8 simulcast q/h/f (320x180, 640x360, 1280x720);
+//    the subscriber asks for the top layer. Phases:
+//      1. 10 Mbit/s: the subscriber decodes the top layer;
+//      2. 600 kbit/s: within 15 s it decodes a layer that fits (≤ 640 px wide) and keeps
+//         decoding (no long stall, the layer holds);
+//      3. 10 Mbit/s again: within 30 s the top layer is back.
+//    Nothing tells the server about the limit: only its bandwidth estimate from the browser's
+//    transport-wide feedback can make it pick the layer. Prints a timeline (tc rate, the
+//    server's estimate and pacer queue from /metrics, received size and frame rate).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { NamespaceLink, namespaceSupport } from '../lib/netns.mjs';
+import { browserArgs, CHROMIUM_BIN, withRoom } from '../lib/room.mjs';
+import {
+  formatInbound,
+  formatPublished,
+  longestDecodingGap,
+  pageNow,
+  sampleInboundVideo,
+  samplePublished,
+} from '../lib/sampling.mjs';
+import { waitFor } from '../lib/wait.mjs';
+
+const OPEN_RATE = '10mbit'; // well above the ~3 Mbit/s the three layers and audio take
+const LIMITED_RATE = '600kbit'; // the 640x360 layer's ~500 kbit/s plus audio, at most
+const TOP_WIDTH = 960; // ≥: the 1280x720 layer
+const FITTING_WIDTH = 640; // ≤: a layer that fits 600 kbit/s
+const FIRST_TOP_DEADLINE_MS = 60_000; // join to the top layer: the publisher's own ramp-up too
+const DOWN_DEADLINE_MS = 15_000; // the limit to a fitting layer
+const UP_DEADLINE_MS = 30_000; // the limit lifted to the top layer again
+const HOLD_MS = 5_000; // how long each phase's layer must hold once reached
+const MAX_STALL_HOLDING_MS = 1_500; // longest decoding gap while a layer holds
+const MAX_STALL_CONSTRAINED_MS = 4_000; // longest decoding gap from the limit to the end of its hold
+const MIN_FPS_HOLDING = 2; // frames decoded per second while a layer holds, at least
+const SAMPLE_PERIOD_MS = 100;
+const TIMELINE_PERIOD_MS = 1_000;
+
+const unsupported = namespaceSupport();
+
+test(
+  'a subscriber on a shaped link gets the simulcast layer that fits, and the top one once the limit lifts',
+  { timeout: 300_000, skip: unsupported ? `this machine cannot create network namespaces: ${unsupported}` : false },
+  async (t) => {
+    const link = NamespaceLink.create();
+    const profile = await fs.mkdtemp(path.join(os.tmpdir(), 'sfu-e2e-chromium-ns-'));
+    let subscriberBrowser = null;
+    try {
+      link.shape(OPEN_RATE);
+      await withRoom(
+        async (room) => {
+          // The subscriber's browser runs inside the namespace: its only way to the server is
+          // the shaped veth.
+          subscriberBrowser = await chromium.launchPersistentContext(profile, {
+            executablePath: link.wrapper(CHROMIUM_BIN),
+            headless: true,
+            args: browserArgs(room.server),
+            viewport: { width: 1400, height: 900 },
+          });
+          const publisher = await room.join('Publisher');
+          const viewer = await room.join('Viewer', { query: { media: '0' }, context: subscriberBrowser });
+
+          const published = await samplePublished(publisher);
+          room.addDiagnostics("Publisher's outbound-rtp per layer over time", async () =>
+            formatPublished(await published.read().catch(() => published.last)),
+          );
+          const video = await viewer.waitFor(
+            (sid) => Object.values(window.sfuClient.remoteTracks).find((t) => t.participant === sid && t.kind === 'video')?.id,
+            { arg: publisher.sid, what: "the publisher's video track" },
+          );
+          // The top layer, whatever the tile's size: only the estimate may lower it.
+          await viewer.evaluate((video) => window.sfuClient.setSubscription(video, { max_spatial: 2, max_height: 720 }), video);
+
+          const samples = await sampleInboundVideo(viewer, video, SAMPLE_PERIOD_MS);
+          const marks = []; // {t (page clock), what}
+          const mark = async (what) => marks.push({ t: Math.round(await pageNow(viewer)), what });
+          room.addDiagnostics(`Viewer's inbound video over time (every ${SAMPLE_PERIOD_MS} ms)`, async () => {
+            const all = await samples.read().catch(() => samples.last);
+            return [...marks.map((m) => `${m.what} at t=${m.t}ms`), formatInbound(all)].join('\n');
+          });
+          const timeline = startTimeline(room.server, viewer, video, link);
+          room.addDiagnostics('timeline (every second)', () => timeline.format());
+          room.addDiagnostics('tc -s qdisc on the host side', () => link.qdiscStats());
+          room.addDiagnostics('congestion-control metrics now', async () => (await scrape(room.server)).lines.join('\n'));
+
+          try {
+            // Waits until a sample after `since` shows `fits`; resolves with that sample.
+            const reach = (since, fits, timeout, what) =>
+              waitFor(async () => (await samples.read()).find((s) => s.t > since && s.frameWidth > 0 && fits(s)), {
+                timeout,
+                interval: SAMPLE_PERIOD_MS,
+                what,
+              });
+            // Measures HOLD_MS from `since`, then checks every sample of it.
+            const holds = async (since, fits, label) => {
+              await waitFor(async () => (await samples.read()).at(-1).t >= since + HOLD_MS, {
+                timeout: HOLD_MS + 10_000,
+                interval: SAMPLE_PERIOD_MS,
+                what: `${HOLD_MS} ms of samples after t=${since}ms`,
+              });
+              const span = (await samples.read()).filter((s) => s.t >= since && s.t <= since + HOLD_MS);
+              const wrong = span.filter((s) => !fits(s));
+              const gap = longestDecodingGap(span);
+              const fps = ((span.at(-1).framesDecoded - span[0].framesDecoded) * 1000) / (span.at(-1).t - span[0].t);
+              const problems = [];
+              if (wrong.length) {
+                problems.push(
+                  `${wrong.length} of ${span.length} samples were not ${label}: ` +
+                    wrong.slice(0, 5).map((s) => `t=${s.t}ms ${s.frameWidth}x${s.frameHeight}`).join(', '),
+                );
+              }
+              if (gap > MAX_STALL_HOLDING_MS) problems.push(`decoding stalled for ${gap} ms (limit ${MAX_STALL_HOLDING_MS} ms)`);
+              if (!(fps >= MIN_FPS_HOLDING)) problems.push(`only ${fps.toFixed(1)} frames/s decoded (at least ${MIN_FPS_HOLDING})`);
+              assert.ok(!problems.length, `holding ${label} for ${HOLD_MS} ms from t=${since}ms: ${problems.join('; ')}`);
+              return { gap, fps };
+            };
+            const isTop = (s) => s.frameWidth >= TOP_WIDTH;
+            const fitsLimit = (s) => s.frameWidth <= FITTING_WIDTH;
+
+            // 1. Open link: the top layer.
+            await mark(`subscribed to the top layer, tc ${OPEN_RATE}`);
+            const start = marks.at(-1).t;
+            const top1 = await reach(start, isTop, FIRST_TOP_DEADLINE_MS, `the top layer (≥ ${TOP_WIDTH} px wide) at ${OPEN_RATE}`);
+            const hold1 = await holds(top1.t, isTop, `≥ ${TOP_WIDTH} px wide`);
+            timeline.note(`phase 1 (${OPEN_RATE}): ${top1.frameWidth}x${top1.frameHeight} ${top1.t - start} ms after subscribing`);
+
+            // 2. The limit: a layer that fits, and video that keeps going.
+            link.shape(LIMITED_RATE);
+            await mark(`tc ${LIMITED_RATE}`);
+            const limitedAt = marks.at(-1).t;
+            const down = await reach(limitedAt, fitsLimit, DOWN_DEADLINE_MS, `a layer ≤ ${FITTING_WIDTH} px wide within ${DOWN_DEADLINE_MS} ms of ${LIMITED_RATE}`);
+            const hold2 = await holds(down.t, fitsLimit, `≤ ${FITTING_WIDTH} px wide`);
+            const constrained = (await samples.read()).filter((s) => s.t >= limitedAt && s.t <= down.t + HOLD_MS);
+            const stallConstrained = longestDecodingGap(constrained);
+            timeline.note(
+              `phase 2 (${LIMITED_RATE}): ${down.frameWidth}x${down.frameHeight} ${down.t - limitedAt} ms after the limit; ` +
+                `longest decoding gap from the limit on ${stallConstrained} ms`,
+            );
+            assert.ok(
+              stallConstrained <= MAX_STALL_CONSTRAINED_MS,
+              `decoding stalled for ${stallConstrained} ms after the limit (limit ${MAX_STALL_CONSTRAINED_MS} ms)`,
+            );
+
+            // 3. The limit lifted: the top layer again.
+            link.shape(OPEN_RATE);
+            await mark(`tc ${OPEN_RATE} again`);
+            const liftedAt = marks.at(-1).t;
+            const up = await reach(liftedAt, isTop, UP_DEADLINE_MS, `the top layer within ${UP_DEADLINE_MS} ms of lifting the limit`);
+            const hold3 = await holds(up.t, isTop, `≥ ${TOP_WIDTH} px wide`);
+            timeline.note(`phase 3 (${OPEN_RATE}): ${up.frameWidth}x${up.frameHeight} ${up.t - liftedAt} ms after lifting the limit`);
+
+            const last = (await samples.read()).at(-1);
+            t.diagnostic(
+              `top layer ${top1.t - start} ms after subscribing; down to ${down.frameWidth}x${down.frameHeight} ` +
+                `${down.t - limitedAt} ms after ${LIMITED_RATE}; back to ${up.frameWidth}x${up.frameHeight} ` +
+                `${up.t - liftedAt} ms after ${OPEN_RATE}`,
+            );
+            t.diagnostic(
+              `holding: top ${hold1.fps.toFixed(1)} fps (gap ${hold1.gap} ms), limited ${hold2.fps.toFixed(1)} fps ` +
+                `(gap ${hold2.gap} ms), top again ${hold3.fps.toFixed(1)} fps (gap ${hold3.gap} ms); ` +
+                `freezeCount ${last.freezeCount} (${last.totalFreezesDuration.toFixed(2)} s frozen in all)`,
+            );
+          } finally {
+            await timeline.stop();
+            for (const line of timeline.format().split('\n')) t.diagnostic(line);
+          }
+        },
+        { server: { host: link.hostAddr } },
+      );
+    } finally {
+      await subscriberBrowser?.close().catch(() => {});
+      link.destroySync();
+      await fs.rm(profile, { recursive: true, force: true });
+    }
+    assert.ok(!link.existsSync(), `namespace ${link.ns} or link ${link.hostIf} left behind`);
+  },
+);
+
+/**
+ * Every second, until stopped: the tc rate, the server's congestion-control figures from
+ * /metrics and the viewer's received size and frame rate.
+ */
+function startTimeline(server, viewer, video, link) {
+  const rows = [];
+  const notes = [];
+  const t0 = Date.now();
+  let prev = null;
+  let stopped = false;
+  const state = {
+    note: (text) => notes.push(`  ${((Date.now() - t0) / 1000).toFixed(1)} s: ${text}`),
+    format: () =>
+      [
+        `timeline: t, tc rate, sfu_subscriber_estimate_bps_min, sfu_pacer_queue_packets, received size, decoded fps`,
+        ...rows.map(
+          (r) =>
+            `  ${r.t.toFixed(1).padStart(5)} s  tc ${String(r.rate).padEnd(8)} estimate ${fmtBps(r.estimate).padStart(9)}  ` +
+            `pacer ${String(r.pacer ?? '-').padStart(4)}  ${r.size.padStart(9)}  ${r.fps === null ? '-' : r.fps.toFixed(1)} fps`,
+        ),
+        ...notes,
+      ].join('\n'),
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      const started = Date.now();
+      const [metrics, stats] = await Promise.all([
+        scrape(server).catch(() => null),
+        viewer.page.isClosed() ? null : viewer.stats().catch(() => null),
+      ]);
+      const s = stats?.[video];
+      const now = Date.now();
+      const frames = s?.framesDecoded ?? null;
+      const fps = prev && frames !== null ? ((frames - prev.frames) * 1000) / (now - prev.at) : null;
+      prev = frames === null ? null : { frames, at: now };
+      rows.push({
+        t: (now - t0) / 1000,
+        rate: link.rate ?? 'none',
+        estimate: metrics?.value('sfu_subscriber_estimate_bps_min'),
+        pacer: metrics?.value('sfu_pacer_queue_packets'),
+        size: s?.frameWidth ? `${s.frameWidth}x${s.frameHeight}` : '-',
+        fps,
+      });
+      // A sampling interval for the report, not a wait for an event.
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, TIMELINE_PERIOD_MS - (Date.now() - started))));
+    }
+  })();
+  return state;
+}
+
+/**
+ * GET /metrics: `value(name)` sums the samples of one metric (all its label sets; null if it is
+ * not there); `lines` are the congestion-control ones, for reports.
+ */
+async function scrape(server) {
+  const res = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(2_000) });
+  const text = await res.text();
+  const samples = text.split('\n').filter((l) => l && !l.startsWith('#'));
+  return {
+    lines: samples.filter((l) => /^sfu_(subscriber|pacer|allocat|estimat|probe)/.test(l)),
+    value(name) {
+      let sum = null;
+      for (const l of samples) {
+        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(l);
+        if (m && m[1] === name && Number.isFinite(Number(m[3]))) sum = (sum ?? 0) + Number(m[3]);
+      }
+      return sum;
+    },
+  };
+}
+
+function fmtBps(bps) {
+  if (bps === null || bps === undefined) return '-';
+  return bps >= 1e6 ? `${(bps / 1e6).toFixed(2)}M` : `${Math.round(bps / 1e3)}k`;
+}
