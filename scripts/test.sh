@@ -13,6 +13,7 @@ log() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || need_apt+=(iproute2) # e2e test k: namespace, veth, tbf
 if [ "${SKIP_E2E:-0}" != 1 ] && [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
