@@ -26,12 +26,10 @@ function hookExit() {
   process.on('exit', () => {
     for (const link of live) link.destroySync();
   });
-  for (const signal of ['SIGINT', 'SIGTERM']) {
-    process.once(signal, () => {
-      for (const link of live) link.destroySync();
-      // The default action once our cleanup is done: die of the same signal.
-      process.kill(process.pid, signal);
-    });
+  // Killed by a signal, node would skip its 'exit' handlers (ours, the server's, Playwright's):
+  // exit instead, so that all of them run.
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+    process.once(signal, () => process.exit(code));
   }
 }
 
