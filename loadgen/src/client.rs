@@ -298,12 +298,10 @@ impl Handshake {
     /// Feeds a datagram from the server.
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
         match data.first() {
-            Some(0..=3) => {
-                if !self.ice_connected && self.ice.is_answer(data) {
-                    self.ice_connected = true;
-                    if let Err(e) = self.start_dtls(now) {
-                        self.failed = Some(e.to_string());
-                    }
+            Some(0..=3) if !self.ice_connected && self.ice.is_answer(data) => {
+                self.ice_connected = true;
+                if let Err(e) = self.start_dtls(now) {
+                    self.failed = Some(e.to_string());
                 }
             }
             Some(20..=63) => self.handle_dtls(now, data),

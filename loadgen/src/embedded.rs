@@ -373,7 +373,6 @@ fn drain(
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
             Err(e) => return Err(e),
         };
-        drop(slices);
         let now_ns = now_ns();
         for (m, b) in meta.iter().zip(bufs.iter_mut()).take(n) {
             let stride = m.stride.max(1);
@@ -618,6 +617,7 @@ async fn setup_room(
 /// Runs the ICE + DTLS handshake of one client over its socket.
 async fn connect(
     endpoint: &Endpoint,
+    slots: &RefCell<RecvSlots>,
     info: &WebRtcTransportInfo,
     identity: ClientIdentity,
     profile: SrtpProfile,
@@ -627,7 +627,6 @@ async fn connect(
     let mut hs = Handshake::start(Instant::now(), local, info, identity, vec![profile], seed)
         .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + CONNECT_DEADLINE;
-    let mut slots = RecvSlots::new(MAX_DATAGRAM * endpoint.state.gro_segments().max(1));
     loop {
         while let Some(d) = hs.poll_datagram() {
             // A lost flight is retransmitted by the handshake's own timers.
@@ -647,6 +646,7 @@ async fn connect(
         tokio::select! {
             r = endpoint.socket.readable() => {
                 r.map_err(|e| e.to_string())?;
+                let mut slots = slots.borrow_mut();
                 drain(endpoint, &mut slots, || 0, |d, _| hs.handle_datagram(Instant::now(), d))
                     .map_err(|e| e.to_string())?;
             }
@@ -666,13 +666,21 @@ async fn connect_all(
 ) -> Result<Vec<Session>, RunError> {
     let mut sessions = Vec::with_capacity(clients.len());
     let mut failures = Vec::new();
+    // One set of receive slots for every handshake: a set per client would be megabytes each
+    // (GRO-sized slots), and the allocator keeps what it once held, inflating RSS.
+    let gro = clients
+        .first()
+        .map_or(1, |(e, _)| e.state.gro_segments())
+        .max(1);
+    let slots = Rc::new(RefCell::new(RecvSlots::new(MAX_DATAGRAM * gro)));
     for (wave_index, wave) in clients.chunks(HANDSHAKE_WAVE).enumerate() {
         let mut tasks = Vec::with_capacity(wave.len());
         for (i, (endpoint, info)) in wave.iter().enumerate() {
             let (endpoint, info, identity) = (endpoint.clone(), info.clone(), identity.clone());
+            let slots = slots.clone();
             let seed = seed_base + (wave_index * HANDSHAKE_WAVE + i) as u64;
             tasks.push(tokio::task::spawn_local(async move {
-                connect(&endpoint, &info, identity, profile, seed).await
+                connect(&endpoint, &slots, &info, identity, profile, seed).await
             }));
         }
         for t in tasks {

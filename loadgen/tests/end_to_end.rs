@@ -1,0 +1,147 @@
+//! The load generator end to end: a real worker thread, real sockets, real ICE, DTLS and SRTP.
+//! Short runs at low rates, where nothing may be lost and the report must add up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use sfu_core::SrtpProfile;
+use sfu_loadgen::embedded::{LoadConfig, RunError, run};
+
+fn low_rate(rooms: usize, publishers: usize, subscribers: usize) -> LoadConfig {
+    LoadConfig {
+        rooms,
+        publishers,
+        subscribers,
+        fan_out: None,
+        packet_rate: 200.0,
+        packet_size: 1200,
+        warmup: Duration::from_millis(300),
+        duration: Duration::from_secs(2),
+        srtp_profile: SrtpProfile::AeadAes128Gcm,
+        nack: true,
+        // Tests share the machine with other builds: no pinning.
+        pin: false,
+        verify_every: 1,
+        progress: false,
+    }
+}
+
+#[test]
+fn two_rooms_forward_every_packet_intact_and_the_report_adds_up() {
+    let config = low_rate(2, 2, 3);
+    let r = run(&config).expect("run");
+
+    assert_eq!(r.rooms, 2);
+    assert_eq!(r.publishers, 4);
+    assert_eq!(r.subscribers, 6);
+    assert_eq!(r.consumers, 12, "each subscriber consumes both publishers");
+
+    // Zero loss at a low rate, nothing duplicated, reordered, corrupt or misrouted.
+    assert!(r.expected_out > 0);
+    assert_eq!(r.lost, 0, "{}", r.table());
+    assert_eq!(r.packets_out, r.expected_out);
+    assert_eq!(r.loss_pct, 0.0);
+    assert_eq!(r.duplicates, 0);
+    assert_eq!(r.payloads_corrupt, 0);
+    assert_eq!(r.misrouted, 0);
+    assert_eq!(r.foreign_payloads, 0);
+    assert_eq!(r.srtp_errors, 0);
+    assert_eq!(r.unknown_ssrc, 0);
+    assert_eq!(r.sequence_mismatches, 0);
+    assert_eq!(r.unsent, 0);
+    // Every packet was verified (verify_every = 1).
+    assert!(r.payloads_verified >= r.packets_out, "{}", r.table());
+
+    // Consistency: what each subscriber gets is what its publishers sent in the window.
+    let per_consumer = r.packets_in as f64 / r.publishers as f64;
+    assert!(
+        (r.packets_out as f64 - per_consumer * r.consumers as f64).abs()
+            <= r.consumers as f64 * 2.0,
+        "out {} vs in {} × fan-out: {}",
+        r.packets_out,
+        r.packets_in,
+        r.table()
+    );
+    // The rate asked for is the rate sent (within pacing granularity).
+    let asked = config.packet_rate * r.publishers as f64;
+    assert!(
+        (r.in_pps - asked).abs() < asked * 0.1,
+        "in {} pkt/s, asked {asked}",
+        r.in_pps
+    );
+    assert!((r.out_pps - r.in_pps * 3.0).abs() < r.in_pps * 0.1);
+    let datagram_bits = (12 + 1200 + 16) as f64 * 8.0;
+    assert!((r.out_mbps - r.out_pps * datagram_bits / 1e6).abs() < 0.01);
+
+    // Latency: one sample per packet in the window, ordered percentiles, sane on loopback.
+    assert_eq!(r.latency_samples, r.packets_out);
+    assert!(r.latency_p50_us <= r.latency_p99_us);
+    assert!(r.latency_p99_us <= r.latency_max_us);
+    assert!(
+        r.latency_p50_us < 1_000_000,
+        "p50 {} µs on loopback",
+        r.latency_p50_us
+    );
+
+    // The SFU did the work and its CPU time was seen; memory is read.
+    assert!(r.sfu_cpu_s > 0.0, "{}", r.table());
+    assert!(r.forwarded_per_cpu_s > 0.0);
+    assert!(
+        (r.forwarded_per_cpu_s - r.packets_out as f64 / r.sfu_cpu_s).abs() < 1.0,
+        "forwarded per CPU-second is packets out over CPU time"
+    );
+    assert!(r.rss_bytes >= r.rss_worker_bytes && r.rss_worker_bytes > 0);
+    assert!(
+        r.sfu_drops.is_empty(),
+        "the worker dropped nothing: {:?}",
+        r.sfu_drops
+    );
+    // Sender reports reached subscribers, receiver reports publishers: RTCP flows both ways.
+    assert!(r.publisher_feedback > 0, "{}", r.table());
+
+    // The table and JSON carry the figures.
+    let table = r.table();
+    for needle in ["loss", "latency", "SFU CPU", "RSS", "pkt/s"] {
+        assert!(table.contains(needle), "{needle} in {table}");
+    }
+    let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["lost"], 0);
+    assert_eq!(json["consumers"], 12);
+}
+
+#[test]
+fn fan_out_limits_what_each_subscriber_consumes_over_aes_cm() {
+    let config = LoadConfig {
+        fan_out: Some(1),
+        srtp_profile: SrtpProfile::Aes128CmHmacSha1_80,
+        nack: false,
+        ..low_rate(1, 3, 3)
+    };
+    let r = run(&config).expect("run");
+    assert_eq!(r.consumers, 3, "one publisher per subscriber");
+    assert_eq!(r.srtp_profile, "Aes128CmHmacSha1_80");
+    assert_eq!(r.lost, 0, "{}", r.table());
+    assert!(r.packets_out > 0);
+    assert_eq!(r.misrouted, 0);
+    assert_eq!(r.payloads_corrupt, 0);
+}
+
+#[test]
+fn bad_configurations_are_refused_with_a_reason() {
+    let zero = LoadConfig {
+        subscribers: 0,
+        ..low_rate(1, 1, 1)
+    };
+    assert!(matches!(run(&zero), Err(RunError::Config(_))));
+    let too_big = LoadConfig {
+        packet_size: 1480,
+        ..low_rate(1, 1, 1)
+    };
+    let err = run(&too_big).unwrap_err();
+    assert!(err.to_string().contains("packet size"), "{err}");
+    let tiny = LoadConfig {
+        packet_size: 8,
+        ..low_rate(1, 1, 1)
+    };
+    assert!(matches!(run(&tiny), Err(RunError::Config(_))));
+}
