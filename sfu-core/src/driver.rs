@@ -1,27 +1,27 @@
-//! The worker's driver: the only code in `sfu-core` that reads the clock or touches a socket.
+//! The worker's driver: the only code in `sfu-core` that reads the clock or drives a socket.
 //!
 //! [`WorkerHandle::spawn`] starts one OS thread with a single-threaded tokio runtime, one UDP
-//! socket and one [`Worker`]. The thread loops: send what the worker queued, then wait for a
-//! datagram, a control command or the worker's next deadline. Control calls from other
-//! threads arrive as closures run on the worker thread, so the worker itself needs no locks.
+//! socket ([`crate::udp_socket`], where every socket trick lives) and one [`Worker`]. The
+//! thread loops: gather everything the worker queued and send it in batches (GSO runs per
+//! destination), then wait for datagrams (received in batches, each handed to
+//! [`Worker::handle_datagram`]), a control command or the worker's next deadline. Control
+//! calls from other threads arrive as closures run on the worker thread, so the worker itself
+//! needs no locks. This module is glue: no protocol logic and no socket options here.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::BytesMut;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::worker::{MAX_DATAGRAM, Worker, WorkerConfig, WorkerEvent};
+use crate::udp_socket::{
+    BoundSocket, IoStats, IoStatsSnapshot, MediaSocket, SocketCapabilities, UdpSocketConfig,
+};
+use crate::worker::{Transmit, Worker, WorkerConfig, WorkerEvent};
 
 type Command = Box<dyn FnOnce(&mut Worker, Instant) + Send>;
-
-/// Datagrams read per wake-up before the worker gets to send and run timers.
-const RECEIVE_BATCH: usize = 64;
-/// Socket buffer size requested from the kernel.
-const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// The worker thread has stopped.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,8 @@ pub struct WorkerGone;
 pub struct WorkerHandle {
     commands: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    capabilities: SocketCapabilities,
+    io_stats: Arc<IoStats>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -40,20 +42,28 @@ impl WorkerHandle {
     /// the bound address is announced. Returns the handle and the worker's event stream.
     pub fn spawn(
         bind: SocketAddr,
+        config: WorkerConfig,
+    ) -> io::Result<(Self, mpsc::UnboundedReceiver<WorkerEvent>)> {
+        Self::spawn_with_socket(bind, config, UdpSocketConfig::default())
+    }
+
+    /// [`Self::spawn`] with socket settings (GSO on or off, buffer sizes).
+    pub fn spawn_with_socket(
+        bind: SocketAddr,
+        config: WorkerConfig,
+        socket_config: UdpSocketConfig,
+    ) -> io::Result<(Self, mpsc::UnboundedReceiver<WorkerEvent>)> {
+        Self::spawn_on(BoundSocket::bind(bind, socket_config)?, config)
+    }
+
+    /// Starts the worker thread on a socket bound by the caller (who may need its port to
+    /// decide what to announce).
+    pub fn spawn_on(
+        socket: BoundSocket,
         mut config: WorkerConfig,
     ) -> io::Result<(Self, mpsc::UnboundedReceiver<WorkerEvent>)> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(bind),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )?;
-        // Best effort: a small default buffer drops bursts, but a refusal is not fatal.
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-        socket.set_nonblocking(true)?;
-        socket.bind(&bind.into())?;
-        let socket: std::net::UdpSocket = socket.into();
         let local_addr = socket.local_addr()?;
+        let capabilities = socket.capabilities();
         if config.announced_addresses.is_empty() {
             config.announced_addresses.push(local_addr);
         }
@@ -61,6 +71,8 @@ impl WorkerHandle {
             Worker::new(config, Instant::now(), SystemTime::now()).map_err(io::Error::other)?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
+        let io_stats = Arc::new(IoStats::default());
+        let thread_stats = io_stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sfu-worker-{}", local_addr.port()))
             .spawn(move || {
@@ -72,7 +84,7 @@ impl WorkerHandle {
                     Err(e) => return tracing::error!("worker runtime: {e}"),
                 };
                 runtime.block_on(async move {
-                    match UdpSocket::from_std(socket) {
+                    match socket.into_media_socket(thread_stats) {
                         Ok(socket) => run(worker, socket, command_rx, events_tx).await,
                         Err(e) => tracing::error!("worker socket: {e}"),
                     }
@@ -82,10 +94,23 @@ impl WorkerHandle {
             Self {
                 commands,
                 local_addr,
+                capabilities,
+                io_stats,
                 thread: Some(thread),
             },
             events,
         ))
+    }
+
+    /// What the socket offers: GSO segments per send (1 when off or unsupported) and GRO
+    /// segments per receive buffer, as decided at start-up.
+    pub fn socket_capabilities(&self) -> SocketCapabilities {
+        self.capabilities
+    }
+
+    /// The socket's I/O counters (receive calls, GSO sends, fallbacks, …).
+    pub fn io_stats(&self) -> IoStatsSnapshot {
+        self.io_stats.snapshot()
     }
 
     /// The bound UDP address.
@@ -133,18 +158,30 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// What woke the loop.
+enum Wake {
+    Command(Option<Command>),
+    Readable(io::Result<()>),
+    Deadline,
+}
+
 async fn run(
     mut worker: Worker,
-    socket: UdpSocket,
+    mut socket: MediaSocket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<WorkerEvent>,
 ) {
+    // Reused for every batch: it keeps its capacity, so gathering allocates nothing.
+    let mut outgoing: Vec<Transmit> = Vec::new();
     loop {
         while let Some(t) = worker.poll_transmit() {
-            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                tracing::debug!("send to {}: {e}", t.destination);
+            outgoing.push(t);
+        }
+        if !outgoing.is_empty() {
+            socket.send_all(&outgoing).await;
+            for t in outgoing.drain(..) {
+                worker.recycle(t.contents);
             }
-            worker.recycle(t.contents);
         }
         while let Some(e) = worker.poll_event() {
             let _ = events.send(e);
@@ -155,35 +192,26 @@ async fn run(
             worker.handle_timeout(now);
             continue;
         }
-        let sleep_until = tokio::time::Instant::from_std(
-            deadline.unwrap_or(now + std::time::Duration::from_secs(3600)),
-        );
-        tokio::select! {
+        let sleep_until =
+            tokio::time::Instant::from_std(deadline.unwrap_or(now + Duration::from_secs(3600)));
+        let wake = tokio::select! {
             biased;
-            command = commands.recv() => match command {
-                Some(f) => f(&mut worker, Instant::now()),
-                None => break,
-            },
-            readable = socket.readable() => {
-                if readable.is_err() {
-                    break;
-                }
-                for _ in 0..RECEIVE_BATCH {
-                    // Larger than any datagram we accept, so an oversize one is seen as such.
-                    let mut buf = BytesMut::zeroed(MAX_DATAGRAM + 512);
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((len, source)) => {
-                            buf.truncate(len);
-                            worker.handle_datagram(Instant::now(), source, buf);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        // ICMP errors surface as receive errors on Linux; they say nothing about
-                        // other peers, so keep serving.
-                        Err(_) => continue,
-                    }
-                }
+            command = commands.recv() => Wake::Command(command),
+            readable = socket.readable() => Wake::Readable(readable),
+            () = tokio::time::sleep_until(sleep_until) => Wake::Deadline,
+        };
+        match wake {
+            Wake::Command(Some(f)) => f(&mut worker, Instant::now()),
+            Wake::Command(None) | Wake::Readable(Err(_)) => break,
+            Wake::Readable(Ok(())) => {
+                // One clock read per batch: its datagrams arrived within microseconds.
+                let now = Instant::now();
+                // `WouldBlock` (a spurious wake-up) and ICMP errors (they surface as receive
+                // errors on Linux and say nothing about other peers) both mean: keep serving.
+                let _ =
+                    socket.try_receive(|source, data| worker.handle_datagram(now, source, data));
             }
-            () = tokio::time::sleep_until(sleep_until) => worker.handle_timeout(Instant::now()),
+            Wake::Deadline => worker.handle_timeout(Instant::now()),
         }
     }
 }

@@ -91,8 +91,10 @@ pub mod sim_peer;
 pub mod srtp;
 pub mod stun;
 pub mod twcc;
+pub mod udp_socket;
 pub mod webrtc_transport;
 pub mod worker;
+pub mod worker_pool;
 
 pub use drops::{DropCounters, DropReason};
 pub use dtls::Fingerprint;

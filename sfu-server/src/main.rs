@@ -1,7 +1,7 @@
 //! `sfu-server`: a working meeting server with embedded defaults.
 //!
-//! `cargo run -p sfu-server` binds HTTP/WebSocket on 127.0.0.1:7880 and media on UDP
-//! 127.0.0.1:7882, serves the example web client at `/` and Prometheus metrics at `/metrics`
+//! `cargo run -p sfu-server` binds HTTP/WebSocket on 127.0.0.1:7880 and starts one media
+//! worker per core (`--workers`), worker `i` on UDP 127.0.0.1:7882 + `i`; it serves the example web client at `/` and Prometheus metrics at `/metrics`
 //! (`docs/operations.md`), and (development mode, the default when no API key is configured)
 //! mints tokens at `/dev/token`. Settings come from, in order
 //! of precedence: command-line flags, `SFU_*` environment variables, a TOML file
@@ -14,7 +14,8 @@ use std::sync::Arc;
 use clap::Parser;
 use serde::Deserialize;
 use sfu_core::WorkerConfig;
-use sfu_core::driver::WorkerHandle;
+use sfu_core::udp_socket::UdpSocketConfig;
+use sfu_core::worker_pool::{WorkerPool, default_worker_count};
 use signaling::room::RoomSettings;
 use signaling::server::{SignalingConfig, SignalingServer};
 
@@ -28,9 +29,12 @@ struct Cli {
     /// HTTP and WebSocket listen address.
     #[arg(long, env = "SFU_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
-    /// UDP media listen address (one port for every peer).
+    /// UDP media listen address: worker `i` listens on its port + `i` (port 0: any ports).
     #[arg(long, env = "SFU_UDP_LISTEN")]
     udp_listen: Option<SocketAddr>,
+    /// Media workers (threads, one UDP port each); default: one per core.
+    #[arg(long, env = "SFU_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Public IP announced in ICE candidates (behind NAT); defaults to the UDP listen IP.
     #[arg(long, env = "SFU_ANNOUNCE")]
     announce: Option<IpAddr>,
@@ -54,6 +58,7 @@ struct Cli {
 struct FileConfig {
     http_listen: Option<SocketAddr>,
     udp_listen: Option<SocketAddr>,
+    workers: Option<u16>,
     announce: Option<IpAddr>,
     web_root: Option<PathBuf>,
     dev: Option<bool>,
@@ -142,17 +147,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .announced_addresses
             .push(SocketAddr::new(ip, udp_listen.port()));
     }
+    let workers = match cli.workers.or(file.workers) {
+        Some(0) => return Err("workers must be at least 1".into()),
+        Some(n) => usize::from(n),
+        None => default_worker_count(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (worker, events) = WorkerHandle::spawn(udp_listen, worker_config)?;
-        let media = worker.local_addr();
-        let server = SignalingServer::new(config, Arc::new(worker), events);
+        let (pool, events) = WorkerPool::spawn(
+            workers,
+            udp_listen,
+            worker_config,
+            UdpSocketConfig::default(),
+        )?;
+        let media = pool
+            .workers()
+            .iter()
+            .map(|w| w.local_addr().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let server = SignalingServer::with_pool(config, Arc::new(pool), events);
         let listener = tokio::net::TcpListener::bind(http_listen).await?;
         let http = listener.local_addr()?;
         println!(
-            "sfu-server listening: http://{http} (media UDP {media}, metrics http://{http}/metrics){}",
+            "sfu-server listening: http://{http} ({workers} media workers, UDP {media}, metrics http://{http}/metrics){}",
             if dev { ", development mode" } else { "" }
         );
         server.serve(listener, shutdown_signal()).await?;
@@ -195,6 +215,7 @@ udp_listen = "0.0.0.0:7882"
 announce = "203.0.113.7"
 dev = false
 max_participants = 50
+workers = 4
 [[api_keys]]
 key = "mykey"
 secret = "a-long-random-secret"
@@ -205,6 +226,7 @@ secret = "a-long-random-secret"
         assert_eq!(file.announce, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(file.dev, Some(false));
         assert_eq!(file.max_participants, Some(50));
+        assert_eq!(file.workers, Some(4));
         assert_eq!(file.api_keys.len(), 1);
         assert!(
             toml::from_str::<FileConfig>("http_listn = \"0.0.0.0:1\"").is_err(),
@@ -221,8 +243,15 @@ secret = "a-long-random-secret"
             "--api-key",
             "a:b,c:d",
             "--no-dev",
+            "--workers",
+            "3",
         ])
         .unwrap();
+        assert_eq!(cli.workers, Some(3));
+        assert!(
+            Cli::try_parse_from(["sfu-server", "--workers", "0"]).is_err(),
+            "at least one worker"
+        );
         assert_eq!(cli.http_listen, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(cli.api_keys, vec!["a:b".to_owned(), "c:d".to_owned()]);
         assert!(cli.no_dev);

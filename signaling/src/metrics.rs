@@ -25,7 +25,9 @@
 //!   [`MediaTotals`] keeps monotonic totals here: the room reads a transport's final counters
 //!   just before it closes it ([`Metrics::retire_transport`], in the same worker closure), and a
 //!   transport that vanished between two scrapes (closed by the worker: consent expired, DTLS
-//!   failed) contributes what the previous scrape saw of it. Traffic such a transport carried
+//!   failed) contributes what the previous scrape saw of it. With several workers, totals are
+//!   kept per worker (transport ids are only unique within one), keyed by the worker's
+//!   thread, and the exported numbers are their sums. Traffic such a transport carried
 //!   after the last scrape before it failed is the only traffic not counted. Drop counters are
 //!   kept by the worker for its whole life and exported as they are.
 //! * **Process basics are read from `/proc` at scrape time** (Linux only) and written in the
@@ -35,6 +37,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -142,7 +145,22 @@ pub struct Metrics {
     bytes_in: Counter,
     bytes_out: Counter,
     drops: Vec<(DropReason, Counter)>,
-    totals: Mutex<MediaTotals>,
+    /// Per worker, keyed by the worker's thread: transport ids are only unique within a
+    /// worker, and `collect` and `retire_transport` both run on the worker's own thread.
+    workers: Mutex<HashMap<ThreadId, WorkerMedia>>,
+}
+
+/// What the last collection saw of one worker.
+#[derive(Debug, Default)]
+struct WorkerMedia {
+    totals: MediaTotals,
+    total: TransportStats,
+    routers: usize,
+    transports: usize,
+    producers: usize,
+    consumers: usize,
+    /// In the order of `Metrics::drops`.
+    drops: Vec<u64>,
 }
 
 impl fmt::Debug for Metrics {
@@ -178,7 +196,7 @@ impl Metrics {
             );
             describe_gauge!(
                 "sfu_worker_up",
-                "1 if the media worker answered the last scrape, 0 if it has stopped."
+                "1 if every media worker answered the last scrape, 0 if one has stopped."
             );
             describe_gauge!("sfu_routers", "Routers (rooms' media) live on the worker.");
             describe_gauge!("sfu_transports", "WebRTC transports live on the worker.");
@@ -237,7 +255,7 @@ impl Metrics {
                     .iter()
                     .map(|r| (*r, counter!("sfu_drops_total", "reason" => r.name())))
                     .collect(),
-                totals: Mutex::default(),
+                workers: Mutex::default(),
             }
         })
     }
@@ -280,24 +298,49 @@ impl Metrics {
     /// Records a transport's final counters; call on the worker thread, in the same closure
     /// that closes the transport.
     pub fn retire_transport(&self, id: TransportId, last: TransportStats) {
-        self.totals
+        self.workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .entry(std::thread::current().id())
+            .or_default()
+            .totals
             .retire(id, last);
     }
 
-    /// Updates the media-plane metrics from `worker` (on the worker thread).
+    /// Updates the media-plane metrics from `worker` (on the worker thread: each worker is
+    /// known by its thread, and the exported numbers are sums over every worker seen).
     pub fn collect(&self, worker: &Worker) {
         let stats = worker.stats();
-        let total = self
-            .totals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observe(&stats.transports);
-        self.routers.set(stats.routers as f64);
-        self.transports.set(stats.transports.len() as f64);
-        self.producers.set(stats.producers as f64);
-        self.consumers.set(stats.consumers as f64);
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = workers.entry(std::thread::current().id()).or_default();
+        mine.total = mine.totals.observe(&stats.transports);
+        mine.routers = stats.routers;
+        mine.transports = stats.transports.len();
+        mine.producers = stats.producers;
+        mine.consumers = stats.consumers;
+        mine.drops = self
+            .drops
+            .iter()
+            .map(|(reason, _)| stats.drops.get(*reason))
+            .collect();
+        let mut total = TransportStats::default();
+        let (mut routers, mut transports, mut producers, mut consumers) = (0, 0, 0, 0);
+        let mut drops = vec![0u64; self.drops.len()];
+        for w in workers.values() {
+            add(&mut total, &w.total);
+            routers += w.routers;
+            transports += w.transports;
+            producers += w.producers;
+            consumers += w.consumers;
+            for (sum, d) in drops.iter_mut().zip(&w.drops) {
+                *sum += d;
+            }
+        }
+        drop(workers);
+        self.routers.set(routers as f64);
+        self.transports.set(transports as f64);
+        self.producers.set(producers as f64);
+        self.consumers.set(consumers as f64);
         // `absolute` never lowers a counter (it is a fetch-max).
         self.datagrams_in.absolute(total.datagrams_in);
         self.rtp_in.absolute(total.rtp_in);
@@ -306,15 +349,19 @@ impl Metrics {
         self.rtcp_out.absolute(total.rtcp_out);
         self.bytes_in.absolute(total.bytes_in);
         self.bytes_out.absolute(total.bytes_out);
-        for (reason, counter) in &self.drops {
-            counter.absolute(stats.drops.get(*reason));
+        for ((_, counter), sum) in self.drops.iter().zip(drops) {
+            counter.absolute(sum);
         }
     }
 
-    /// The exposition text: refreshes the media-plane numbers from `worker`, then renders.
-    pub async fn render(self: &Arc<Self>, worker: &WorkerHandle) -> String {
-        let me = self.clone();
-        let up = worker.call(move |w, _| me.collect(w)).await.is_ok();
+    /// The exposition text: refreshes the media-plane numbers from every worker, then
+    /// renders. `sfu_worker_up` is 1 only if every worker answered.
+    pub async fn render(self: &Arc<Self>, workers: &[Arc<WorkerHandle>]) -> String {
+        let mut up = true;
+        for worker in workers {
+            let me = self.clone();
+            up &= worker.call(move |w, _| me.collect(w)).await.is_ok();
+        }
         self.worker_up.set(if up { 1.0 } else { 0.0 });
         let mut text = self.handle.render();
         process::render(&mut text);

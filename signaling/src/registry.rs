@@ -1,14 +1,24 @@
-//! The live rooms of this server, by name, and which room owns each media transport.
+//! The live rooms of this server, by name: where each room's media lives (which worker of
+//! the pool) and which room owns each media transport.
 //!
-//! A session joins through [`Registry::join`], which creates the room actor on first use. A
-//! room actor removes itself when its last participant leaves, under the same lock, so a join
-//! can never land in a room that is shutting down. Worker events (a transport's consent
-//! expired, DTLS failed) are routed to the room owning the transport.
+//! A session joins through [`Registry::join`], which creates the room actor on first use and
+//! places it on the least-loaded worker of the [`WorkerPool`] (measured at that moment); all
+//! of a room lives on that one worker, and the room's [`RoomPlacement`] is held here while the
+//! room lives, so closing the room frees its share of the worker's load. A room actor
+//! removes itself when its last participant leaves, under the same lock, so a join can never
+//! land in a room that is shutting down. Worker events (a transport's consent expired, DTLS
+//! failed) are routed to the room owning the transport. Transport and router ids are only
+//! unique within a worker, so every id is filed with its worker's index: each room talks to
+//! the registry through a clone that knows the room's worker.
+//!
+//! This module decides placement; it must not talk to the media plane beyond that (the room
+//! actors do).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use sfu_core::driver::WorkerHandle;
+use sfu_core::worker_pool::{RoomPlacement, WorkerPool};
 use sfu_core::{RouterId, TransportId, WorkerEvent};
 use tokio::sync::{Mutex, mpsc};
 
@@ -18,13 +28,21 @@ use crate::room::{Room, RoomCommand, RoomSettings};
 
 type RoomSender = mpsc::UnboundedSender<RoomCommand>;
 
+/// A live room: its actor's channel and its place on a worker.
+struct LiveRoom {
+    sender: RoomSender,
+    placement: RoomPlacement,
+}
+
 /// The rooms of one server.
 #[derive(Clone)]
 pub struct Registry {
-    rooms: Arc<Mutex<HashMap<String, RoomSender>>>,
-    transports: Arc<StdMutex<HashMap<TransportId, String>>>,
-    routers: Arc<StdMutex<HashMap<RouterId, String>>>,
-    worker: Arc<WorkerHandle>,
+    rooms: Arc<Mutex<HashMap<String, LiveRoom>>>,
+    transports: Arc<StdMutex<HashMap<(usize, TransportId), String>>>,
+    routers: Arc<StdMutex<HashMap<(usize, RouterId), String>>>,
+    pool: Arc<WorkerPool>,
+    /// The worker of the room holding this clone (0 for the server's own).
+    worker_index: usize,
     settings: RoomSettings,
     metrics: Arc<Metrics>,
 }
@@ -41,11 +59,21 @@ impl Registry {
         settings: RoomSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::with_pool(
+            Arc::new(WorkerPool::from_workers(vec![worker])),
+            settings,
+            metrics,
+        )
+    }
+
+    /// An empty registry placing its rooms on the workers of `pool`.
+    pub fn with_pool(pool: Arc<WorkerPool>, settings: RoomSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             rooms: Arc::default(),
             transports: Arc::default(),
             routers: Arc::default(),
-            worker,
+            pool,
+            worker_index: 0,
             settings,
             metrics,
         }
@@ -56,30 +84,50 @@ impl Registry {
         &self.metrics
     }
 
-    /// The worker the rooms live on.
-    pub fn worker(&self) -> &Arc<WorkerHandle> {
-        &self.worker
+    /// The workers the rooms are placed on.
+    pub fn pool(&self) -> &Arc<WorkerPool> {
+        &self.pool
     }
 
-    /// Sends a `Join` to `room`, creating the room if needed; returns the room's command channel.
+    /// The index in the pool of the worker `room` lives on, while it is open.
+    pub async fn room_worker(&self, room: &str) -> Option<usize> {
+        self.rooms
+            .lock()
+            .await
+            .get(room)
+            .filter(|r| !r.sender.is_closed())
+            .map(|r| r.placement.index())
+    }
+
+    /// Sends a `Join` to `room`, creating the room if needed (on the least-loaded worker);
+    /// returns the room's command channel.
     pub async fn join(
         &self,
         room: &str,
         command: RoomCommand,
     ) -> Result<RoomSender, ProtocolError> {
         let mut rooms = self.rooms.lock().await;
-        if let Some(sender) = rooms.get(room)
-            && !sender.is_closed()
+        if let Some(live) = rooms.get(room)
+            && !live.sender.is_closed()
         {
-            sender
+            live.sender
                 .send(command)
                 .map_err(|_| ProtocolError::new(ErrorCode::Internal, "room unavailable"))?;
-            return Ok(sender.clone());
+            return Ok(live.sender.clone());
         }
+        let placement = self
+            .pool
+            .place_room_measured()
+            .await
+            .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "no media worker"))?;
+        let for_room = Self {
+            worker_index: placement.index(),
+            ..self.clone()
+        };
         let actor = Room::create(
             room.to_owned(),
-            self.worker.clone(),
-            self.clone(),
+            placement.worker().clone(),
+            for_room,
             self.settings.clone(),
         )
         .await?;
@@ -88,8 +136,15 @@ impl Registry {
         sender
             .send(command)
             .map_err(|_| ProtocolError::new(ErrorCode::Internal, "room unavailable"))?;
-        rooms.insert(room.to_owned(), sender.clone());
-        tracing::info!(%room, "room created");
+        let worker = placement.index();
+        rooms.insert(
+            room.to_owned(),
+            LiveRoom {
+                sender: sender.clone(),
+                placement,
+            },
+        );
+        tracing::info!(%room, worker, "room created");
         Ok(sender)
     }
 
@@ -103,6 +158,7 @@ impl Registry {
         if !commands.is_empty() {
             return false;
         }
+        // Dropping the placement takes the room off its worker's load.
         rooms.remove(room);
         if let Ok(mut r) = self.routers.lock() {
             r.retain(|_, name| name != room);
@@ -115,36 +171,40 @@ impl Registry {
         self.rooms.lock().await.len()
     }
 
-    /// Records that `transport` belongs to `room`.
+    /// Records that `transport` (on this room's worker) belongs to `room`.
     pub fn watch_transport(&self, transport: TransportId, room: &str) {
         if let Ok(mut t) = self.transports.lock() {
-            t.insert(transport, room.to_owned());
+            t.insert((self.worker_index, transport), room.to_owned());
         }
     }
 
-    /// Records that `router` is `room`'s.
+    /// Records that `router` (on this room's worker) is `room`'s.
     pub fn watch_router(&self, router: RouterId, room: &str) {
         if let Ok(mut r) = self.routers.lock() {
-            r.insert(router, room.to_owned());
+            r.insert((self.worker_index, router), room.to_owned());
         }
     }
 
-    /// Forgets a transport.
+    /// Forgets a transport of this room's worker.
     pub fn unwatch_transport(&self, transport: TransportId) {
         if let Ok(mut t) = self.transports.lock() {
-            t.remove(&transport);
+            t.remove(&(self.worker_index, transport));
         }
     }
 
-    /// Routes worker events to rooms until the worker stops.
-    pub async fn dispatch_worker_events(self, mut events: mpsc::UnboundedReceiver<WorkerEvent>) {
+    /// Routes the events of the pool's worker `worker` to rooms until that worker stops.
+    pub async fn dispatch_worker_events(
+        self,
+        worker: usize,
+        mut events: mpsc::UnboundedReceiver<WorkerEvent>,
+    ) {
         while let Some(event) = events.recv().await {
             let (room, command) = match event {
                 WorkerEvent::TransportClosed { transport, reason } => (
                     self.transports
                         .lock()
                         .ok()
-                        .and_then(|mut t| t.remove(&transport)),
+                        .and_then(|mut t| t.remove(&(worker, transport))),
                     RoomCommand::TransportClosed {
                         transport,
                         reason: format!("{reason:?}"),
@@ -154,23 +214,23 @@ impl Registry {
                     self.routers
                         .lock()
                         .ok()
-                        .and_then(|r| r.get(&router).cloned()),
+                        .and_then(|r| r.get(&(worker, router)).cloned()),
                     RoomCommand::ActiveSpeaker { producer },
                 ),
                 _ => continue,
             };
             if let Some(room) = room
-                && let Some(sender) = self.rooms.lock().await.get(&room)
+                && let Some(live) = self.rooms.lock().await.get(&room)
             {
-                let _ = sender.send(command);
+                let _ = live.sender.send(command);
             }
         }
     }
 
     /// Tells every room to close its sessions.
     pub async fn shutdown(&self) {
-        for sender in self.rooms.lock().await.values() {
-            let _ = sender.send(RoomCommand::Shutdown);
+        for live in self.rooms.lock().await.values() {
+            let _ = live.sender.send(RoomCommand::Shutdown);
         }
     }
 }

@@ -21,6 +21,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use sfu_core::WorkerEvent;
 use sfu_core::driver::WorkerHandle;
+use sfu_core::worker_pool::WorkerPool;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower_http::services::ServeDir;
@@ -100,9 +101,25 @@ impl SignalingServer {
         worker: Arc<WorkerHandle>,
         events: mpsc::UnboundedReceiver<WorkerEvent>,
     ) -> Self {
+        Self::with_pool(
+            config,
+            Arc::new(WorkerPool::from_workers(vec![worker])),
+            vec![events],
+        )
+    }
+
+    /// Creates the server for rooms placed on the workers of `pool`; `events` are the
+    /// workers' event streams, in pool order.
+    pub fn with_pool(
+        config: SignalingConfig,
+        pool: Arc<WorkerPool>,
+        events: Vec<mpsc::UnboundedReceiver<WorkerEvent>>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let registry = Registry::with_metrics(worker, config.room.clone(), metrics.clone());
-        tokio::spawn(registry.clone().dispatch_worker_events(events));
+        let registry = Registry::with_pool(pool, config.room.clone(), metrics.clone());
+        for (worker, events) in events.into_iter().enumerate() {
+            tokio::spawn(registry.clone().dispatch_worker_events(worker, events));
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(ServerContext {
             registry,
@@ -184,7 +201,7 @@ async fn websocket(
 
 /// `GET /metrics`: the Prometheus text exposition of this server (`docs/operations.md`).
 async fn prometheus_metrics(State(ctx): State<Arc<ServerContext>>) -> Response {
-    let text = ctx.metrics.render(ctx.registry.worker()).await;
+    let text = ctx.metrics.render(ctx.registry.pool().workers()).await;
     (
         [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         text,
