@@ -45,6 +45,23 @@ use crate::webrtc_transport::{
 };
 use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 
+/// Congestion control over all subscribers of a worker ([`Worker::congestion_summary`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CongestionSummary {
+    /// Subscriber transports with congestion control.
+    pub subscribers: usize,
+    /// The sum of their bandwidth estimates (bit/s).
+    pub estimate_sum_bps: u64,
+    /// The lowest of their estimates (bit/s).
+    pub estimate_min_bps: Option<u64>,
+    /// Packets waiting in their pacers.
+    pub pacer_queue_packets: usize,
+    /// The longest wait in any of their pacers.
+    pub pacer_queue_delay_max: Duration,
+    /// Video consumers paused because their subscriber's bandwidth does not fit them.
+    pub congestion_paused: usize,
+}
+
 /// Datagrams larger than this are dropped before parsing.
 pub const MAX_DATAGRAM: usize = 1500;
 /// How often simulcast consumers' layers are re-evaluated (streams that started or stopped).
@@ -629,6 +646,35 @@ impl Worker {
             .ok_or(WorkerError::UnknownProducer(id))?;
         p.screen = screen;
         Ok(())
+    }
+
+    /// Congestion control over every subscriber, for monitoring: how many subscribers have it,
+    /// their estimates, what waits in their pacers and how many video consumers it paused.
+    pub fn congestion_summary(&self, now: Instant) -> CongestionSummary {
+        let mut summary = CongestionSummary::default();
+        for t in self.transports.values() {
+            let Some(cc) = t.congestion.as_ref() else {
+                continue;
+            };
+            let estimate = cc.estimate().0;
+            summary.subscribers += 1;
+            summary.estimate_sum_bps += estimate;
+            summary.estimate_min_bps = Some(
+                summary
+                    .estimate_min_bps
+                    .map_or(estimate, |m| m.min(estimate)),
+            );
+            let stats = cc.stats(now);
+            summary.pacer_queue_packets += stats.pacer_queue_packets;
+            summary.pacer_queue_delay_max =
+                summary.pacer_queue_delay_max.max(stats.pacer_queue_delay);
+        }
+        summary.congestion_paused = self
+            .consumers
+            .values()
+            .filter(|c| c.congestion_paused)
+            .count();
+        summary
     }
 
     /// Congestion control toward a subscriber transport: its estimate, pacer and allocation;

@@ -38,11 +38,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
+use std::time::Instant;
 
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use sfu_core::driver::WorkerHandle;
 use sfu_core::webrtc_transport::TransportStats;
+use sfu_core::worker::CongestionSummary;
 use sfu_core::{DropReason, MediaKind, TransportId, Worker};
 
 use crate::protocol::ErrorCode;
@@ -148,6 +150,12 @@ pub struct Metrics {
     /// Per worker, keyed by the worker's thread: transport ids are only unique within a
     /// worker, and `collect` and `retire_transport` both run on the worker's own thread.
     workers: Mutex<HashMap<ThreadId, WorkerMedia>>,
+    cc_subscribers: Gauge,
+    cc_estimate_sum: Gauge,
+    cc_estimate_min: Gauge,
+    cc_queue_packets: Gauge,
+    cc_queue_delay_max: Gauge,
+    cc_paused: Gauge,
 }
 
 /// What the last collection saw of one worker.
@@ -161,6 +169,7 @@ struct WorkerMedia {
     consumers: usize,
     /// In the order of `Metrics::drops`.
     drops: Vec<u64>,
+    congestion: CongestionSummary,
 }
 
 impl fmt::Debug for Metrics {
@@ -224,6 +233,30 @@ impl Metrics {
                 "sfu_drops_total",
                 "Datagrams or packets the worker dropped, by reason."
             );
+            describe_gauge!(
+                "sfu_congestion_controlled_subscribers",
+                "Subscriber transports whose bandwidth the server estimates (transport-cc negotiated)."
+            );
+            describe_gauge!(
+                "sfu_subscriber_estimate_bps_sum",
+                "Sum of the subscribers' bandwidth estimates, bit/s."
+            );
+            describe_gauge!(
+                "sfu_subscriber_estimate_bps_min",
+                "The lowest subscriber bandwidth estimate, bit/s (0 without subscribers)."
+            );
+            describe_gauge!(
+                "sfu_pacer_queue_packets",
+                "Packets waiting in the subscribers' pacers."
+            );
+            describe_gauge!(
+                "sfu_pacer_queue_delay_seconds_max",
+                "The longest time a packet has waited in any subscriber's pacer."
+            );
+            describe_gauge!(
+                "sfu_consumers_congestion_paused",
+                "Video consumers paused because their subscriber's bandwidth does not fit them."
+            );
             describe_gauge!("sfu_build_info", "Always 1; the version is a label.");
             gauge!("sfu_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             let packets = |direction: &'static str, protocol: &'static str| counter!("sfu_packets_total", "direction" => direction, "protocol" => protocol);
@@ -256,6 +289,12 @@ impl Metrics {
                     .map(|r| (*r, counter!("sfu_drops_total", "reason" => r.name())))
                     .collect(),
                 workers: Mutex::default(),
+                cc_subscribers: gauge!("sfu_congestion_controlled_subscribers"),
+                cc_estimate_sum: gauge!("sfu_subscriber_estimate_bps_sum"),
+                cc_estimate_min: gauge!("sfu_subscriber_estimate_bps_min"),
+                cc_queue_packets: gauge!("sfu_pacer_queue_packets"),
+                cc_queue_delay_max: gauge!("sfu_pacer_queue_delay_seconds_max"),
+                cc_paused: gauge!("sfu_consumers_congestion_paused"),
             }
         })
     }
@@ -354,13 +393,51 @@ impl Metrics {
         }
     }
 
+    /// Updates the congestion-control gauges from `worker` (on the worker thread), summed
+    /// over every worker seen.
+    pub fn collect_congestion(&self, worker: &Worker, now: Instant) {
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        workers
+            .entry(std::thread::current().id())
+            .or_default()
+            .congestion = worker.congestion_summary(now);
+        let mut all = CongestionSummary::default();
+        for w in workers.values() {
+            let c = &w.congestion;
+            all.subscribers += c.subscribers;
+            all.estimate_sum_bps += c.estimate_sum_bps;
+            all.estimate_min_bps = match (all.estimate_min_bps, c.estimate_min_bps) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            all.pacer_queue_packets += c.pacer_queue_packets;
+            all.pacer_queue_delay_max = all.pacer_queue_delay_max.max(c.pacer_queue_delay_max);
+            all.congestion_paused += c.congestion_paused;
+        }
+        drop(workers);
+        self.cc_subscribers.set(all.subscribers as f64);
+        self.cc_estimate_sum.set(all.estimate_sum_bps as f64);
+        self.cc_estimate_min
+            .set(all.estimate_min_bps.unwrap_or(0) as f64);
+        self.cc_queue_packets.set(all.pacer_queue_packets as f64);
+        self.cc_queue_delay_max
+            .set(all.pacer_queue_delay_max.as_secs_f64());
+        self.cc_paused.set(all.congestion_paused as f64);
+    }
+
     /// The exposition text: refreshes the media-plane numbers from every worker, then
     /// renders. `sfu_worker_up` is 1 only if every worker answered.
     pub async fn render(self: &Arc<Self>, workers: &[Arc<WorkerHandle>]) -> String {
         let mut up = true;
         for worker in workers {
             let me = self.clone();
-            up &= worker.call(move |w, _| me.collect(w)).await.is_ok();
+            up &= worker
+                .call(move |w, now| {
+                    me.collect(w);
+                    me.collect_congestion(w, now);
+                })
+                .await
+                .is_ok();
         }
         self.worker_up.set(if up { 1.0 } else { 0.0 });
         let mut text = self.handle.render();

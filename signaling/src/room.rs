@@ -597,6 +597,14 @@ impl Room {
                         MediaKind::Audio => TrackSource::Microphone,
                         MediaKind::Video => TrackSource::Camera,
                     });
+                if source == TrackSource::Screen {
+                    // Subscribers' bandwidth goes to a shared screen first.
+                    self.worker
+                        .call(move |w, _| w.set_producer_screen(producer, true))
+                        .await
+                        .map_err(internal)?
+                        .map_err(|e| ProtocolError::new(ErrorCode::Internal, e.to_string()))?;
+                }
                 let track_id = format!("TR_{}", random_id());
                 let info = TrackInfo {
                     id: track_id.clone(),

@@ -696,6 +696,8 @@ pub fn subscriber_capabilities() -> RtpCapabilities {
         RtcpFeedback::new("nack", ""),
         RtcpFeedback::new("nack", "pli"),
         RtcpFeedback::new("ccm", "fir"),
+        // The server's own congestion control: the browser reports arrivals of every packet.
+        RtcpFeedback::new("transport-cc", ""),
     ];
     let video =
         |pt: u8, rtx: u8, name: &str, parameters: Vec<(String, String)>| RtpCodecParameters {
@@ -730,7 +732,7 @@ pub fn subscriber_capabilities() -> RtpCapabilities {
                     ("minptime".into(), "10".into()),
                     ("useinbandfec".into(), "1".into()),
                 ],
-                rtcp_feedback: vec![],
+                rtcp_feedback: vec![RtcpFeedback::new("transport-cc", "")],
                 rtx_payload_type: None,
             },
             video(96, 97, "VP8", vec![]),
@@ -753,6 +755,10 @@ pub fn subscriber_capabilities() -> RtpCapabilities {
             RtpHeaderExtension {
                 uri: extension_uri::VIDEO_ORIENTATION.into(),
                 id: 3,
+            },
+            RtpHeaderExtension {
+                uri: extension_uri::TRANSPORT_CC.into(),
+                id: 4,
             },
         ],
     }
@@ -894,6 +900,11 @@ mod tests {
         assert!(offer.contains("a=setup:actpass"));
         assert!(offer.contains("a=ssrc-group:FID 1234 5678"));
         assert!(offer.contains("a=msid:PA_1 TR_1"));
+        // The server's congestion control: the browser is asked for transport-wide feedback.
+        assert!(offer.contains(
+            "a=extmap:4 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
+        ));
+        assert!(offer.contains(" transport-cc\r\n"));
         let back = parse_description(&offer).unwrap();
         assert_eq!(back.media[0].direction, Direction::SendOnly);
         assert_eq!(back.media[0].ssrcs, vec![1234]);

@@ -327,6 +327,17 @@ async fn metrics_follow_rooms_tracks_errors_and_media() {
     assert_eq!(s.get("sfu_transports", &[]), 3.0);
     assert_eq!(s.get("sfu_producers", &[]), 2.0);
     assert_eq!(s.get("sfu_consumers", &[]), 2.0);
+    // Bob's subscribe transport negotiated transport-cc: the server estimates his bandwidth,
+    // starting from its configured initial guess.
+    assert_eq!(s.get("sfu_congestion_controlled_subscribers", &[]), 1.0);
+    assert_eq!(
+        s.get("sfu_subscriber_estimate_bps_min", &[]),
+        sfu_core::congestion_controller::CongestionConfig::default()
+            .estimator
+            .initial
+            .0 as f64
+    );
+    assert_eq!(s.get("sfu_consumers_congestion_paused", &[]), 0.0);
     let error = |s: &Scrape, code: &str| s.get("sfu_signaling_errors_total", &[("code", code)]);
     assert_eq!(error(&s, "bad_json"), 1.0);
     assert_eq!(error(&s, "unknown_track"), 1.0);
