@@ -33,6 +33,18 @@ use crate::worker::Transmit;
 
 /// The allocator runs at most this often on feedback (and at least every layer check).
 pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
+/// After a step down, no step up for this long at first…
+pub const UPGRADE_HOLD_MIN: Duration = Duration::from_secs(1);
+/// …doubling each time a step up is undone within [`UPGRADE_TRIAL`], up to this.
+pub const UPGRADE_HOLD_MAX: Duration = Duration::from_secs(16);
+/// A step up followed by a step down within this did not fit.
+pub const UPGRADE_TRIAL: Duration = Duration::from_secs(5);
+/// A standing queue this long at the bottleneck means the link is congested now.
+pub const CONGESTED_QUEUE: Duration = Duration::from_millis(60);
+/// Behind a standing queue longer than this, the allocation leaves room to drain it…
+pub const DRAIN_QUEUE: Duration = Duration::from_millis(150);
+/// …within about this long.
+pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// Settings of congestion control toward subscribers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,6 +133,10 @@ pub struct CongestionController {
     allocations: Vec<Allocation>,
     next_allocation: Instant,
     feedbacks: u64,
+    upgrade_hold_until: Instant,
+    upgrade_hold: Duration,
+    allocated_bps: u64,
+    last_upgrade: Option<Instant>,
     /// Where the search for a consumer that can send probe padding starts next.
     pub padding_cursor: usize,
 }
@@ -142,6 +158,10 @@ impl CongestionController {
             allocations: Vec::new(),
             next_allocation: now,
             feedbacks: 0,
+            upgrade_hold_until: now,
+            upgrade_hold: UPGRADE_HOLD_MIN,
+            allocated_bps: 0,
+            last_upgrade: None,
             padding_cursor: 0,
         }
     }
@@ -263,6 +283,56 @@ impl CongestionController {
         self.feedbacks > 0
     }
 
+    /// What the allocator may share out: the estimate, less what draining a standing queue at
+    /// the bottleneck needs. After a sharp drop in capacity the link holds up to a second or
+    /// more of packets sent at the old rate; only sending less than the capacity empties it,
+    /// and video that cannot fit in what is left is paused until it has gone.
+    pub fn allocation_budget(&self) -> Bitrate {
+        let estimate = self.estimator.estimate();
+        let queue = self.estimator.queueing_delay();
+        if queue < DRAIN_QUEUE {
+            return estimate;
+        }
+        let drain_rate = self.estimator.acknowledged_bitrate().unwrap_or(estimate).0 as f64;
+        let backlog_bits = drain_rate * queue.as_secs_f64();
+        let budget = estimate.0 as f64 - backlog_bits / DRAIN_TIME.as_secs_f64();
+        Bitrate(budget.max(0.0) as u64)
+    }
+
+    /// The bitrate the last allocation gave out.
+    pub fn allocated(&self) -> u64 {
+        self.allocated_bps
+    }
+
+    /// Whether a consumer may move up a layer now (the last step down has settled).
+    pub fn may_upgrade(&self, now: Instant) -> bool {
+        now >= self.upgrade_hold_until
+    }
+
+    /// A consumer moved up a layer.
+    pub fn on_upgrade(&mut self, now: Instant) {
+        self.last_upgrade = Some(now);
+    }
+
+    /// A consumer moved down: hold further steps up, longer each time a step up did not last.
+    pub fn on_downgrade(&mut self, now: Instant) {
+        let failed_upgrade = self
+            .last_upgrade
+            .is_some_and(|at| now.saturating_duration_since(at) < UPGRADE_TRIAL);
+        self.upgrade_hold = if failed_upgrade {
+            (self.upgrade_hold * 2).min(UPGRADE_HOLD_MAX)
+        } else {
+            UPGRADE_HOLD_MIN
+        };
+        self.last_upgrade = None;
+        self.upgrade_hold_until = now + self.upgrade_hold;
+    }
+
+    /// Whether the bottleneck holds a standing queue now (the estimator's view).
+    pub fn is_congested(&self) -> bool {
+        self.estimator.queueing_delay() >= CONGESTED_QUEUE
+    }
+
     /// Whether the allocator should run again (at most every [`ALLOCATION_INTERVAL`] on
     /// feedback).
     pub fn allocation_due(&self, now: Instant) -> bool {
@@ -275,9 +345,11 @@ impl CongestionController {
         &mut self,
         now: Instant,
         allocations: Vec<Allocation>,
+        allocated: u64,
         desired: Option<Bitrate>,
     ) {
         self.allocations = allocations;
+        self.allocated_bps = allocated;
         self.next_allocation = now + ALLOCATION_INTERVAL;
         self.estimator.set_desired_bitrate(desired);
     }

@@ -354,6 +354,14 @@ impl Consumer {
             .and_then(LayerSelector::target)
     }
 
+    /// Stops forwarding the current stream at once: nothing goes out until a keyframe of the
+    /// target (congestion control leaving a stream the link cannot carry).
+    pub fn cut_to_target(&mut self) {
+        if let Some(selector) = &mut self.selector {
+            selector.reset();
+        }
+    }
+
     /// Whether this consumer chooses among several streams.
     pub fn has_selector(&self) -> bool {
         self.selector.is_some()

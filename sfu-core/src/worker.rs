@@ -45,6 +45,13 @@ use crate::webrtc_transport::{
 };
 use crate::{ConsumerId, ProducerId, RouterId, TransportId};
 
+/// What a simulcast layer usually costs (bit/s) before its own rate is measured: Chrome's
+/// 150k/500k/2.5M for three layers, each lower one about a quarter of the next.
+fn nominal_layer_bitrate(index: usize, layers: usize) -> u64 {
+    let steps = layers.saturating_sub(index + 1).min(8) as u32;
+    2_500_000 >> (2 * steps)
+}
+
 /// Congestion control over all subscribers of a worker ([`Worker::congestion_summary`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CongestionSummary {
@@ -72,6 +79,12 @@ const TWCC_FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 const NACK_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Round-trip time assumed toward publishers (their reports do not tell us ours).
 const PUBLISHER_RTT: Duration = Duration::from_millis(100);
+/// A new allocation costing at most this much more than the last one only moves bandwidth
+/// between consumers (allowed while steps up are held).
+const RESHUFFLE_TOLERANCE: f64 = 1.1;
+/// A step up whose total fits the budget this many times over is taken even while steps up
+/// are held.
+const CLEAR_MARGIN: f64 = 1.4;
 /// Most rounds of probe padding per pacer wake-up.
 const MAX_PADDING_ROUNDS: usize = 8;
 /// Probe padding packets are at least this large (bytes before SRTP), so that a probe is not
@@ -698,7 +711,8 @@ impl Worker {
         let Some(cc) = t.congestion.as_ref() else {
             return;
         };
-        let estimate = cc.estimate();
+        let budget = cc.allocation_budget();
+        let previously_allocated = cc.allocated();
         // Before any feedback the estimate is a guess: it may start video low, never pause it.
         let measured = cc.has_feedback();
         let speaker_transport = self
@@ -726,7 +740,18 @@ impl Worker {
             } else {
                 Priority::Normal
             };
-            let layer_bitrates: Vec<u64> = p.streams.iter().map(|s| s.bitrate.rate(now)).collect();
+            // A layer not measured yet (not flowing, or just started) costs what such layers
+            // usually do, so that a subscriber does not start on a top layer it cannot take.
+            let n = p.streams.len();
+            let layer_bitrates: Vec<u64> = p
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s.bitrate.rate(now) {
+                    0 if c.kind == crate::MediaKind::Video => nominal_layer_bitrate(i, n),
+                    rate => rate,
+                })
+                .collect();
             let Some(max_layer) = c.preferred_stream(&p.streams, now) else {
                 continue;
             };
@@ -744,21 +769,70 @@ impl Worker {
                 },
             });
         }
-        let allocations = allocator::allocate(estimate.0, &requests);
+        let may_upgrade = cc.may_upgrade(now);
+        // A standing queue at the bottleneck: a stream being left is cut at once rather than
+        // at the next keyframe of the lower one, so the queue drains instead of growing.
+        let congested = cc.is_congested();
+        let mut allocations = allocator::allocate(budget.0, &requests);
+        let cost = |allocations: &[allocator::Allocation]| -> u64 {
+            allocations
+                .iter()
+                .zip(&requests)
+                .filter_map(|(a, r)| r.layer_bitrates.get(a.layer?).copied())
+                .sum()
+        };
+        // Moving bandwidth between consumers (a new active speaker) needs no settling; only
+        // growing the total does.
+        let new_cost = cost(&allocations) as f64;
+        let grows = new_cost > previously_allocated as f64 * RESHUFFLE_TOLERANCE;
+        // With a wide margin (a probe found much more room) the step up cannot overshoot.
+        let clearly_fits = new_cost * CLEAR_MARGIN <= budget.0 as f64;
         let mut changed: Vec<ProducerId> = Vec::new();
         let mut resumed: Vec<ConsumerId> = Vec::new();
-        for a in &allocations {
+        let (mut upgraded, mut downgraded) = (false, false);
+        for a in &mut allocations {
             let Some(c) = self.consumers.get_mut(&a.consumer) else {
                 continue;
             };
             if c.kind != crate::MediaKind::Video {
                 continue;
             }
+            let held = if c.congestion_paused {
+                None
+            } else {
+                Some(c.allowed_stream.unwrap_or(usize::MAX))
+            };
+            // Up only once the last step down has had time to settle (no flapping on a link
+            // whose estimate hovers around a layer's cost).
+            let up = match (a.layer, held) {
+                (Some(_), None) => true,
+                (Some(l), Some(h)) => l > h,
+                (None, _) => false,
+            };
+            if up && grows && !may_upgrade && !clearly_fits {
+                a.layer = held;
+            }
             let (paused, allowed) = match a.layer {
                 None if measured => (true, None),
                 None => (false, c.has_selector().then_some(0)),
                 Some(layer) => (false, c.has_selector().then_some(layer)),
             };
+            // (The first limit on a consumer that had none is no step down.)
+            if paused && !c.congestion_paused
+                || c.allowed_stream
+                    .is_some_and(|h| allowed.unwrap_or(usize::MAX) < h)
+            {
+                downgraded = true;
+                if congested
+                    && allowed.is_some_and(|l| c.current_stream().is_some_and(|cur| cur > l))
+                {
+                    c.cut_to_target();
+                }
+            } else if !paused && c.congestion_paused
+                || allowed.unwrap_or(usize::MAX) > c.allowed_stream.unwrap_or(usize::MAX)
+            {
+                upgraded = true;
+            }
             if paused != c.congestion_paused {
                 c.congestion_paused = paused;
                 if !paused && !c.paused {
@@ -780,7 +854,13 @@ impl Worker {
             // Probing may stop once the estimate covers what the subscriber would take, with
             // the headroom the allocator wants before it moves up.
             let desired = Bitrate((desired as f64 * allocator::UP_HEADROOM) as u64);
-            cc.set_allocations(now, allocations, Some(desired));
+            if downgraded {
+                cc.on_downgrade(now);
+            } else if upgraded {
+                cc.on_upgrade(now);
+            }
+            let allocated = cost(&allocations);
+            cc.set_allocations(now, allocations, allocated, Some(desired));
         }
         for c in resumed {
             self.restart_consumer(now, c);
