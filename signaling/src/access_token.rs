@@ -51,6 +51,11 @@
 //! room actor can pin it; [`unix_now`] is the one place that reads the clock, for callers that
 //! have no `now` of their own.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -16,6 +16,11 @@
 //! assert_eq!(typed.parse::<MeetingCode>().unwrap(), code);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -332,7 +332,7 @@ pub fn verify_signature(
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {
