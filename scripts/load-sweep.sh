@@ -19,9 +19,11 @@ ROOMS=${ROOMS:-"1 3 10 30 100"}
 CSV=${CSV:-docs/load-sweep.csv}
 SVG=${SVG:-docs/load-scaling.svg}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN="$CARGO_TARGET_DIR/release/sfu-loadgen"
-
-cargo build --release -p sfu-loadgen >&2
+# BIN=path/to/sfu-loadgen measures a binary built earlier (e.g. at a fixed commit).
+if [ -z "${BIN:-}" ]; then
+  BIN="$CARGO_TARGET_DIR/release/sfu-loadgen"
+  cargo build --release -p sfu-loadgen >&2
+fi
 
 echo -n "sweep,run," > "$CSV"
 # The header line comes from the binary itself, so columns never drift from the code.
