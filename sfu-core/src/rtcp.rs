@@ -292,6 +292,47 @@ pub fn write_receiver_report(out: &mut Vec<u8>, ssrc: u32, reports: &[ReceptionR
     write_reports(out, reports);
 }
 
+/// Appends a receiver estimated maximum bitrate message (REMB,
+/// draft-alvestrand-rmcat-remb-03): `bitrate` in bit/s about the streams `ssrcs` (at most 255).
+pub fn write_remb(out: &mut Vec<u8>, sender_ssrc: u32, bitrate: u64, ssrcs: &[u32]) {
+    let ssrcs = ssrcs.get(..ssrcs.len().min(255)).unwrap_or(&[]);
+    header(out, 15, 206, 4 + ssrcs.len());
+    out.extend_from_slice(&sender_ssrc.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(b"REMB");
+    // 6-bit exponent, 18-bit mantissa: the smallest exponent that fits.
+    let mut exponent = 0u32;
+    let mut mantissa = bitrate;
+    while mantissa > 0x3_ffff {
+        mantissa >>= 1;
+        exponent += 1;
+    }
+    let value = (u32::from(ssrcs.len() as u8) << 24) | (exponent.min(63) << 18) | mantissa as u32;
+    out.extend_from_slice(&value.to_be_bytes());
+    for ssrc in ssrcs {
+        out.extend_from_slice(&ssrc.to_be_bytes());
+    }
+}
+
+/// Reads a REMB message (a payload-specific feedback packet, FMT 15, "REMB"): the bitrate in
+/// bit/s and the SSRCs it is about.
+pub fn parse_remb(packet: &[u8]) -> Option<(u64, Vec<u32>)> {
+    if packet.first()? & 0x1f != 15 || *packet.get(1)? != 206 || packet.get(12..16)? != b"REMB" {
+        return None;
+    }
+    let value = u32::from_be_bytes(packet.get(16..20)?.try_into().ok()?);
+    let count = (value >> 24) as usize;
+    let exponent = (value >> 18) & 0x3f;
+    let bitrate = u64::from(value & 0x3_ffff).checked_shl(exponent)?;
+    let ssrcs = (0..count)
+        .map(|i| {
+            let at = 20 + 4 * i;
+            Some(u32::from_be_bytes(packet.get(at..at + 4)?.try_into().ok()?))
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    Some((bitrate, ssrcs))
+}
+
 /// Appends a picture loss indication.
 pub fn write_pli(out: &mut Vec<u8>, sender_ssrc: u32, media_ssrc: u32) {
     header(out, 1, 206, 2);
@@ -338,6 +379,30 @@ pub fn write_nack(out: &mut Vec<u8>, sender_ssrc: u32, media_ssrc: u32, lost: &[
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remb_round_trips_and_validates_as_compound() {
+        for bitrate in [0u64, 150_000, 262_143, 262_144, 1_500_000, 30_000_000] {
+            let mut out = Vec::new();
+            write_receiver_report(&mut out, 7, &[]);
+            let at = out.len();
+            write_remb(&mut out, 7, bitrate, &[0x1111, 0x2222]);
+            assert!(validate_compound(&out).is_ok());
+            let (read, ssrcs) = parse_remb(&out[at..]).unwrap();
+            // The mantissa keeps 18 bits: within 2^-17 of the value.
+            assert!(
+                read <= bitrate && bitrate - read <= bitrate >> 17,
+                "{bitrate} -> {read}"
+            );
+            assert_eq!(ssrcs, vec![0x1111, 0x2222]);
+        }
+        assert_eq!(
+            parse_remb(&[
+                0x8f, 206, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, b'X', b'E', b'M', b'B'
+            ]),
+            None
+        );
+    }
 
     #[test]
     fn round_trips_the_packets_we_write() {

@@ -242,6 +242,8 @@ pub struct ReceivedRtcp {
     pub nack_requests: Vec<NackRequest>,
     /// Other packet types.
     pub other: u64,
+    /// REMB messages: when, and the bitrate (bit/s).
+    pub remb: Vec<(Instant, u64)>,
 }
 
 /// One generic NACK (RFC 4585 §6.2.1) a [`SimPeer`] received.
@@ -1210,6 +1212,18 @@ impl SimPeer {
         r.packets += 1;
         for feedback in crate::twcc::feedback_packets(buf) {
             r.twcc_feedback.push((now, feedback.to_vec()));
+        }
+        let mut rest = buf;
+        while let Some(len_field) = rest.get(2..4) {
+            let Ok(len_field) = <[u8; 2]>::try_from(len_field) else {
+                break;
+            };
+            let len = (usize::from(u16::from_be_bytes(len_field)) + 1) * 4;
+            let Some(packet) = rest.get(..len) else { break };
+            if let Some((bitrate, _)) = rtcp::parse_remb(packet) {
+                r.remb.push((now, bitrate));
+            }
+            rest = rest.get(len..).unwrap_or(&[]);
         }
         for part in RtcpReader::new(buf).flatten() {
             match part {

@@ -144,6 +144,8 @@ pub struct WebRtcTransport {
     /// Congestion control toward the peer as a subscriber, once a consumer negotiated
     /// transport-wide sequence numbers.
     pub congestion: Option<Box<CongestionController>>,
+    /// The bitrate last told to the peer as a publisher in REMB, if any.
+    pub remb_estimate: Option<u64>,
 }
 
 impl WebRtcTransport {
@@ -182,6 +184,7 @@ impl WebRtcTransport {
             next_twcc_feedback: now,
             stats: TransportStats::default(),
             congestion: None,
+            remb_estimate: None,
         }
     }
 

@@ -106,6 +106,30 @@ pub struct WorkerConfig {
     pub buffer_pool_limit: usize,
     /// Congestion control toward subscribers that negotiated transport-wide feedback.
     pub congestion: CongestionConfig,
+    /// REMB to publishers that negotiated `goog-remb`, on top of transport-wide feedback:
+    /// `None` (the default) sends none.
+    pub remb: Option<RembConfig>,
+}
+
+/// Receiver-estimated maximum bitrate (REMB) sent to publishers with each receiver report
+/// (once a second): a cap on what each publisher sends, lowered when its uplink loses
+/// packets. Browsers size their encodings from their own transport-wide estimate; REMB lets an
+/// operator bound every publisher's uplink as well, or serves a publisher without transport-cc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RembConfig {
+    /// The most any publisher is told it may send (bit/s).
+    pub max: Bitrate,
+    /// The least it is ever told (bit/s).
+    pub min: Bitrate,
+}
+
+impl Default for RembConfig {
+    fn default() -> Self {
+        Self {
+            max: Bitrate::kbps(4_000),
+            min: Bitrate::kbps(100),
+        }
+    }
 }
 
 impl Default for WorkerConfig {
@@ -115,6 +139,7 @@ impl Default for WorkerConfig {
             buffer_pool_prefill: 256,
             buffer_pool_limit: 4096,
             congestion: CongestionConfig::default(),
+            remb: None,
         }
     }
 }
@@ -1260,6 +1285,44 @@ impl Worker {
             }
             if reports.is_empty() {
                 rtcp::write_receiver_report(&mut buf, t.rtcp_ssrc, &[]);
+            }
+        }
+        if let Some(config) = self.config.remb {
+            let remb_producers = t
+                .producers
+                .iter()
+                .filter_map(|p| self.producers.get(p))
+                .filter(|p| {
+                    p.parameters
+                        .codecs
+                        .iter()
+                        .any(|c| c.has_feedback("goog-remb", ""))
+                });
+            let (mut ssrcs, mut incoming) = (Vec::new(), 0u64);
+            for p in remb_producers {
+                for s in &p.streams {
+                    ssrcs.extend(s.ssrc);
+                    incoming += s.bitrate.rate(now);
+                }
+            }
+            if !ssrcs.is_empty() {
+                // Loss-based, like the loss half of GCC: more than 10 % lost cuts to what
+                // arrives less half the loss; under 2 % lets the cap grow 8 % a second.
+                let loss = reports
+                    .iter()
+                    .map(|r| f64::from(r.fraction_lost) / 256.0)
+                    .fold(0.0, f64::max);
+                let current = t.remb_estimate.unwrap_or(config.max.0) as f64;
+                let next = if loss > 0.10 {
+                    incoming as f64 * (1.0 - 0.5 * loss)
+                } else if loss < 0.02 {
+                    current * 1.08
+                } else {
+                    current
+                };
+                let next = (next as u64).clamp(config.min.0, config.max.0.max(config.min.0));
+                t.remb_estimate = Some(next);
+                rtcp::write_remb(&mut buf, t.rtcp_ssrc, next, &ssrcs);
             }
         }
         send_rtcp(t, buf, &mut self.transmits, &mut self.pool);
