@@ -14,7 +14,9 @@ use std::sync::Arc;
 use clap::Parser;
 use serde::Deserialize;
 use sfu_core::WorkerConfig;
+use sfu_core::bandwidth_estimator::Bitrate;
 use sfu_core::udp_socket::UdpSocketConfig;
+use sfu_core::worker::RembConfig;
 use sfu_core::worker_pool::{WorkerPool, default_worker_count};
 use signaling::room::RoomSettings;
 use signaling::server::{SignalingConfig, SignalingServer};
@@ -50,6 +52,13 @@ struct Cli {
     /// Disable development mode.
     #[arg(long, conflicts_with = "dev")]
     no_dev: bool,
+    /// The most the server sends any subscriber, kbit/s (its congestion control's ceiling).
+    #[arg(long, env = "SFU_SUBSCRIBER_MAX_KBPS", value_parser = clap::value_parser!(u64).range(100..))]
+    subscriber_max_kbps: Option<u64>,
+    /// Send publishers that negotiated goog-remb a REMB capping their uplink at this, kbit/s
+    /// (lowered under uplink loss); off by default.
+    #[arg(long, env = "SFU_PUBLISHER_REMB_MAX_KBPS", value_parser = clap::value_parser!(u64).range(100..))]
+    publisher_remb_max_kbps: Option<u64>,
 }
 
 /// The TOML file.
@@ -65,6 +74,8 @@ struct FileConfig {
     #[serde(default)]
     api_keys: Vec<ApiKey>,
     max_participants: Option<usize>,
+    subscriber_max_kbps: Option<u64>,
+    publisher_remb_max_kbps: Option<u64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -142,6 +153,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut worker_config = WorkerConfig::default();
+    if let Some(kbps) = cli.subscriber_max_kbps.or(file.subscriber_max_kbps) {
+        let max = Bitrate::kbps(kbps.max(100));
+        let cc = &mut worker_config.congestion;
+        cc.estimator.max = max;
+        cc.estimator.initial = cc.estimator.initial.min(max);
+        cc.pacer.initial_estimate = cc.estimator.initial;
+    }
+    if let Some(kbps) = cli.publisher_remb_max_kbps.or(file.publisher_remb_max_kbps) {
+        worker_config.remb = Some(RembConfig {
+            max: Bitrate::kbps(kbps.max(100)),
+            ..RembConfig::default()
+        });
+    }
     if let Some(ip) = cli.announce.or(file.announce) {
         worker_config
             .announced_addresses
@@ -216,6 +240,8 @@ announce = "203.0.113.7"
 dev = false
 max_participants = 50
 workers = 4
+subscriber_max_kbps = 8000
+publisher_remb_max_kbps = 2500
 [[api_keys]]
 key = "mykey"
 secret = "a-long-random-secret"
@@ -227,6 +253,8 @@ secret = "a-long-random-secret"
         assert_eq!(file.dev, Some(false));
         assert_eq!(file.max_participants, Some(50));
         assert_eq!(file.workers, Some(4));
+        assert_eq!(file.subscriber_max_kbps, Some(8000));
+        assert_eq!(file.publisher_remb_max_kbps, Some(2500));
         assert_eq!(file.api_keys.len(), 1);
         assert!(
             toml::from_str::<FileConfig>("http_listn = \"0.0.0.0:1\"").is_err(),
@@ -245,8 +273,15 @@ secret = "a-long-random-secret"
             "--no-dev",
             "--workers",
             "3",
+            "--publisher-remb-max-kbps",
+            "1500",
         ])
         .unwrap();
+        assert_eq!(cli.publisher_remb_max_kbps, Some(1500));
+        assert!(
+            Cli::try_parse_from(["sfu-server", "--subscriber-max-kbps", "10"]).is_err(),
+            "a ceiling too low to carry audio and the lowest layer"
+        );
         assert_eq!(cli.workers, Some(3));
         assert!(
             Cli::try_parse_from(["sfu-server", "--workers", "0"]).is_err(),
