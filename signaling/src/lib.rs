@@ -31,6 +31,7 @@
 //! ```
 
 pub mod access_token;
+pub mod admin_api;
 pub mod meeting_code;
 pub mod metrics;
 pub mod names;
