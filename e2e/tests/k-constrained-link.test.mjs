@@ -170,6 +170,8 @@ test(
           } finally {
             await timeline.stop();
             for (const line of timeline.format().split('\n')) t.diagnostic(line);
+            const all = await samples.read().catch(() => samples.last);
+            t.diagnostic(`received size changes (page clock): ${layerChanges(all, marks)}`);
           }
         },
         { server: { host: link.hostAddr } },
@@ -197,11 +199,13 @@ function startTimeline(server, viewer, video, link) {
     note: (text) => notes.push(`  ${((Date.now() - t0) / 1000).toFixed(1)} s: ${text}`),
     format: () =>
       [
-        `timeline: t, tc rate, sfu_subscriber_estimate_bps_min, sfu_pacer_queue_packets, received size, decoded fps`,
+        'timeline: t, tc rate, estimate (sfu_subscriber_estimate_bps_min), pacer queue (sfu_pacer_queue_packets, ' +
+          'sfu_pacer_queue_delay_seconds_max), received size, decoded fps',
         ...rows.map(
           (r) =>
-            `  ${r.t.toFixed(1).padStart(5)} s  tc ${String(r.rate).padEnd(8)} estimate ${fmtBps(r.estimate).padStart(9)}  ` +
-            `pacer ${String(r.pacer ?? '-').padStart(4)}  ${r.size.padStart(9)}  ${r.fps === null ? '-' : r.fps.toFixed(1)} fps`,
+            `  ${r.t.toFixed(1).padStart(5)} s  tc ${String(r.rate).padEnd(8)} estimate ${fmtBps(r.estimate).padStart(6)}  ` +
+            `pacer ${String(r.pacer ?? '-').padStart(3)} pkts ${(r.pacerDelay == null ? '-' : `${Math.round(r.pacerDelay * 1000)}`).padStart(4)} ms  ` +
+            `${r.size.padStart(8)}  ${r.fps === null ? '-' : r.fps.toFixed(1).padStart(4)} fps`,
         ),
         ...notes,
       ].join('\n'),
@@ -227,6 +231,7 @@ function startTimeline(server, viewer, video, link) {
         rate: link.rate ?? 'none',
         estimate: metrics?.value('sfu_subscriber_estimate_bps_min'),
         pacer: metrics?.value('sfu_pacer_queue_packets'),
+        pacerDelay: metrics?.value('sfu_pacer_queue_delay_seconds_max'),
         size: s?.frameWidth ? `${s.frameWidth}x${s.frameHeight}` : '-',
         fps,
       });
@@ -246,7 +251,7 @@ async function scrape(server) {
   const text = await res.text();
   const samples = text.split('\n').filter((l) => l && !l.startsWith('#'));
   return {
-    lines: samples.filter((l) => /^sfu_(subscriber|pacer|allocat|estimat|probe)/.test(l)),
+    lines: samples.filter((l) => /^sfu_(subscriber|pacer|congestion|consumers_congestion)/.test(l)),
     value(name) {
       let sum = null;
       for (const l of samples) {
@@ -256,6 +261,21 @@ async function scrape(server) {
       return sum;
     },
   };
+}
+
+/** "t=…ms 1280x720, [tc 600kbit at t=…ms], t=…ms 320x180, …": where the received size changed. */
+function layerChanges(samples, marks) {
+  const events = marks.map((m) => ({ t: m.t, text: `[${m.what} at t=${m.t}ms]` }));
+  let last = null;
+  for (const s of samples) {
+    const size = s.frameWidth ? `${s.frameWidth}x${s.frameHeight}` : '-';
+    if (size !== last) events.push({ t: s.t, text: `t=${s.t}ms ${size}` });
+    last = size;
+  }
+  return events
+    .sort((a, b) => a.t - b.t)
+    .map((e) => e.text)
+    .join(', ');
 }
 
 function fmtBps(bps) {
