@@ -62,6 +62,21 @@ pub fn json_body<T: DeserializeOwned>(
             "send the body as Content-Type: application/json",
         ));
     }
+    // Syntax first, so "not JSON" and "JSON of the wrong shape" get their own codes whatever
+    // the field order; then the top level must be an object, because serde would otherwise
+    // read `[600]` as a struct with its fields in declaration order.
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return Err(ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("the body is not JSON: {error}"),
+        ));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object",
+        ));
+    }
     match serde_json::from_slice::<T>(&bytes) {
         Ok(value) => Ok(Some(value)),
         Err(error) => {
