@@ -40,7 +40,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "alice",
         "Alice",
         "demo",
-        Grants::participant(),
+        // The first to join opens the room (it is not stored beforehand).
+        Grants {
+            room_create: true,
+            ..Grants::participant()
+        },
         Duration::from_secs(600),
     )?;
     println!("a token for alice in room demo: {token}");

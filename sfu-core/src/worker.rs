@@ -1030,6 +1030,12 @@ impl Worker {
         self.consumers.get(&id).and_then(Consumer::current_stream)
     }
 
+    /// A consumer's send counters (packets, bytes, retransmissions, RTT), for per-participant
+    /// stats.
+    pub fn consumer_stats(&self, id: ConsumerId) -> Option<crate::consumer::SendStats> {
+        self.consumers.get(&id).map(|c| c.stats)
+    }
+
     /// Asks the publisher of `producer` for a keyframe of every stream, throttled per stream.
     pub fn request_keyframe(&mut self, now: Instant, producer: ProducerId) {
         self.request_stream_keyframe(now, producer, None);

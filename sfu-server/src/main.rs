@@ -150,6 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_participants: file
             .max_participants
             .unwrap_or(RoomSettings::default().max_participants),
+        ..RoomSettings::default()
     };
 
     let mut worker_config = WorkerConfig::default();

@@ -7,7 +7,9 @@
 //! * [`metrics`] — the Prometheus metrics of one server (`docs/operations.md`).
 //! * [`session`] — one WebSocket: limits, authentication, frame dispatch.
 //! * [`registry`] and [`room`] — the rooms; each room is an actor owning its participants,
-//!   tracks, transports, producers and consumers.
+//!   tracks, transports, producers and consumers, its meeting and its [`chat`].
+//! * [`room_service`] — what rooms share (storage, webhooks, revocations) and the admin
+//!   operations on live rooms; [`meeting_recorder`] writes meetings to storage off the actor.
 //! * [`sdp`] — SDP ↔ `sfu-core` RTP parameters (the core never sees SDP).
 //! * [`access_token`] — HMAC-signed JWTs (join, admin, guest invitation) carrying identity,
 //!   room and grants; the API keyring and its rotation.
@@ -31,13 +33,16 @@
 //! ```
 
 pub mod access_token;
+pub mod chat;
 pub mod admin_api;
 pub mod meeting_code;
+pub mod meeting_recorder;
 pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod registry;
 pub mod room;
+pub mod room_service;
 pub mod sdp;
 pub mod server;
 pub mod session;

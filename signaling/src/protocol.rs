@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::access_token::Grants;
+
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -29,6 +31,21 @@ pub enum ClientMessage {
         /// If present, must equal the token's room.
         #[serde(default)]
         room: Option<String>,
+    },
+    /// Enter a meeting as an invited guest: the meeting code names the room, the invitation
+    /// (minted by a host with `room_admin`) gives the role, and the name is the guest's own.
+    JoinGuest {
+        /// Request id.
+        id: RequestId,
+        /// The meeting code as typed, e.g. `abc-defg-hij` (case, spaces and dashes are
+        /// forgiven).
+        meeting_code: String,
+        /// The guest invitation token.
+        invitation: String,
+        /// The display name the guest chose.
+        name: String,
+        /// Must be [`PROTOCOL_VERSION`].
+        protocol: u32,
     },
     /// Offer of the publish connection.
     Publish {
@@ -85,6 +102,24 @@ pub enum ClientMessage {
         #[serde(default)]
         paused: Option<bool>,
     },
+    /// A chat message to everyone, or only to the participant `to` (a sid). Needs the
+    /// `publish_data` grant.
+    Chat {
+        /// Request id.
+        id: RequestId,
+        /// The text (1 to [`crate::chat::MAX_CHAT_TEXT`] bytes of UTF-8).
+        text: String,
+        /// The addressee's sid; absent: everyone.
+        #[serde(default)]
+        to: Option<String>,
+    },
+    /// Remove another participant from the room. Needs the `room_admin` grant.
+    RemoveParticipant {
+        /// Request id.
+        id: RequestId,
+        /// The participant's sid.
+        participant: String,
+    },
     /// Leave the room.
     Leave {
         /// Request id.
@@ -102,6 +137,9 @@ impl ClientMessage {
     pub fn id(&self) -> &RequestId {
         match self {
             ClientMessage::Join { id, .. }
+            | ClientMessage::JoinGuest { id, .. }
+            | ClientMessage::Chat { id, .. }
+            | ClientMessage::RemoveParticipant { id, .. }
             | ClientMessage::Publish { id, .. }
             | ClientMessage::SubscribeAnswer { id, .. }
             | ClientMessage::Mute { id, .. }
@@ -164,6 +202,26 @@ pub struct TrackInfo {
     pub muted: bool,
 }
 
+/// One chat message as participants see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Message id (`CH_…`).
+    pub id: String,
+    /// The sender's sid at the time it was sent.
+    pub participant: String,
+    /// The sender's identity.
+    pub identity: String,
+    /// The sender's display name.
+    pub name: String,
+    /// The addressee's sid for a private message; absent for everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The text.
+    pub text: String,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub sent_at: u64,
+}
+
 /// A published track in the publish answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishedTrack {
@@ -204,6 +262,11 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// Everyone else's tracks.
         tracks: Vec<TrackInfo>,
+        /// What you may do here.
+        grants: Grants,
+        /// The room's meeting code, when the room is stored (share it with guests).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        meeting_code: Option<String>,
     },
     /// Answer to `publish`.
     PublishAnswer {
@@ -254,6 +317,22 @@ pub enum ServerMessage {
     ActiveSpeaker {
         /// The speaking participant's sid.
         participant: Option<String>,
+    },
+    /// A chat message (sent right after `joined`: the meeting's history you may see).
+    ChatHistory {
+        /// Oldest first.
+        messages: Vec<ChatMessage>,
+    },
+    /// A new chat message (also echoed to its sender).
+    Chat {
+        /// The message.
+        message: ChatMessage,
+    },
+    /// An admin changed your grants; requests they no longer allow are refused, and media
+    /// they no longer allow has stopped.
+    GrantsChanged {
+        /// Your grants now.
+        grants: Grants,
     },
     /// Success with nothing to return.
     Ok {
@@ -320,6 +399,17 @@ pub enum ErrorCode {
     RoomFull,
     /// Server fault.
     Internal,
+    /// The room does not exist (and the token may not create it), or the meeting code names
+    /// no room.
+    RoomNotFound,
+    /// The token (or the identity) was revoked in this room by an admin.
+    TokenRevoked,
+    /// No such participant in the room.
+    UnknownParticipant,
+    /// A chat message over the size limit, or empty.
+    ChatTooLong,
+    /// The meeting's chat history is full (count or bytes).
+    ChatFull,
 }
 
 impl ErrorCode {
@@ -342,6 +432,11 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::RoomFull,
         ErrorCode::Internal,
+        ErrorCode::RoomNotFound,
+        ErrorCode::TokenRevoked,
+        ErrorCode::UnknownParticipant,
+        ErrorCode::ChatTooLong,
+        ErrorCode::ChatFull,
     ];
 
     /// Whether the server closes the session after sending this error.
@@ -354,6 +449,7 @@ impl ErrorCode {
                 | ErrorCode::FrameTooLarge
                 | ErrorCode::RateLimited
                 | ErrorCode::RoomFull
+                | ErrorCode::TokenRevoked
         )
     }
 
@@ -377,6 +473,11 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::Internal => "internal",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::TokenRevoked => "token_revoked",
+            ErrorCode::UnknownParticipant => "unknown_participant",
+            ErrorCode::ChatTooLong => "chat_too_long",
+            ErrorCode::ChatFull => "chat_full",
         }
     }
 }
@@ -412,6 +513,9 @@ impl ProtocolError {
 
 const KNOWN_TYPES: &[&str] = &[
     "join",
+    "join_guest",
+    "chat",
+    "remove_participant",
     "publish",
     "subscribe_answer",
     "mute",
@@ -485,6 +589,10 @@ mod tests {
             r#"{"type":"unpublish","id":2,"track":"TR_1"}"#,
             r#"{"type":"leave","id":2}"#,
             r#"{"type":"ping","id":2}"#,
+            r#"{"type":"chat","id":2,"text":"hi"}"#,
+            r#"{"type":"chat","id":2,"text":"psst","to":"PA_1"}"#,
+            r#"{"type":"remove_participant","id":2,"participant":"PA_1"}"#,
+            r#"{"type":"join_guest","id":2,"meeting_code":"abc-defg-hij","invitation":"t","name":"G","protocol":1}"#,
         ] {
             assert_eq!(
                 parse_client_message(frame).unwrap().id(),
@@ -533,9 +641,14 @@ mod tests {
             | ErrorCode::FrameTooLarge
             | ErrorCode::RateLimited
             | ErrorCode::RoomFull
-            | ErrorCode::Internal => ErrorCode::ALL.contains(&c),
+            | ErrorCode::Internal
+            | ErrorCode::RoomNotFound
+            | ErrorCode::TokenRevoked
+            | ErrorCode::UnknownParticipant
+            | ErrorCode::ChatTooLong
+            | ErrorCode::ChatFull => ErrorCode::ALL.contains(&c),
         };
-        assert_eq!(ErrorCode::ALL.len(), 17);
+        assert_eq!(ErrorCode::ALL.len(), 22);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert!(listed(*c));
             assert_eq!(*c as usize, i, "{c:?}");

@@ -6,9 +6,22 @@
 //! worker calls (transports, producers, consumers), writes the SDP, and pushes every frame a
 //! participant must see into that participant's outbound queue, in order. A participant whose
 //! queue is full (a slow reader) is removed.
+//!
+//! Every request is checked against the sender's grants *as they are now* (an admin can change
+//! them while it is in the room, see [`crate::room_service`]): publishing needs `publish`, the
+//! subscribe side `subscribe`, chat `publish_data`, muting or removing others `room_admin`.
+//! `hidden` participants are never announced to the others and may not publish or chat. A
+//! room that is not stored opens only for a token with `room_create` (and is then stored with
+//! a fresh meeting code); a stored room's settings (participant limit, empty timeout) apply.
+//!
+//! The actor also owns the meeting: it is recorded through a
+//! [`MeetingRecorder`](crate::meeting_recorder::MeetingRecorder) (never waited for), its chat
+//! lives in a [`ChatLog`] for the meeting only, and lifecycle events go to the webhooks. A room
+//! empty for its empty timeout ends its meeting (chat gone, `room_finished`) and closes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use sfu_core::driver::WorkerHandle;
@@ -18,14 +31,22 @@ use sfu_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::access_token::{Claims, Grants};
+use crate::access_token::{Claims, Grants, unix_now};
+use crate::chat::{ChatAddressee, ChatLog, ChatSender};
+use crate::meeting_recorder::MeetingEvent;
 use crate::metrics::Live;
 use crate::protocol::{
     ErrorCode, ParticipantInfo, ProtocolError, PublishTrack, PublishedTrack, ServerMessage,
     SubscribedTrack, TrackInfo, TrackSource,
 };
 use crate::registry::Registry;
+use crate::room_service::{
+    AdminRequest, CongestionSnapshot, ConsumerCounters, LiveRoomInfo, ParticipantDetails,
+    ParticipantStats, RoomService, RoomServiceError, TrackAllocation, TransportCounters,
+};
 use crate::sdp::{self, Direction, LocalTransport, SubscribeSection};
+use crate::storage::{MAX_EMPTY_TIMEOUT_SECS, MAX_PARTICIPANTS};
+use crate::webhooks::{WebhookEvent, WebhookParticipant, WebhookTrack, unix_millis};
 
 /// What a session sends on its outbound queue.
 #[derive(Debug)]
@@ -84,6 +105,8 @@ pub enum RoomCommand {
     },
     /// The server shuts down: tell everyone and stop.
     Shutdown,
+    /// An admin operation (from [`RoomService`]).
+    Admin(AdminRequest),
 }
 
 /// Requests a joined participant can make.
@@ -115,6 +138,18 @@ pub enum ParticipantRequest {
         /// Track id.
         track: String,
     },
+    /// A chat message.
+    Chat {
+        /// The text.
+        text: String,
+        /// The addressee's sid, or everyone.
+        to: Option<String>,
+    },
+    /// Remove another participant (room admins only).
+    RemoveParticipant {
+        /// Its sid.
+        participant: String,
+    },
     /// Change what this participant receives of a track.
     SetSubscription {
         /// Track id.
@@ -126,17 +161,24 @@ pub enum ParticipantRequest {
     },
 }
 
-/// Room settings.
+/// Room settings: the defaults of rooms that are not stored (a stored room's own limits
+/// replace them), and the service every room shares.
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
     /// Maximum participants at once.
     pub max_participants: usize,
+    /// How long an empty room stays open (its meeting running) before it closes.
+    pub empty_timeout: Duration,
+    /// Storage, webhooks, revocations and the admin directory.
+    pub service: RoomService,
 }
 
 impl Default for RoomSettings {
     fn default() -> Self {
         Self {
             max_participants: 100,
+            empty_timeout: Duration::ZERO,
+            service: RoomService::default(),
         }
     }
 }
@@ -180,6 +222,10 @@ struct Publication {
 struct Participant {
     info: ParticipantInfo,
     grants: Grants,
+    /// The verified token it joined with (identity, `jti` and expiry, for revocation).
+    claims: Claims,
+    /// When it joined (unix ms).
+    joined_at_ms: u64,
     outbound: OutboundQueue,
     kick: Option<oneshot::Sender<String>>,
     subscription: Subscription,
@@ -201,6 +247,22 @@ pub struct Room {
     evicted: Vec<String>,
     /// The sid of the current dominant speaker.
     active_speaker: Option<String>,
+    /// The service every room shares.
+    service: RoomService,
+    /// This actor's entry in the service's directory, and its admin channel.
+    generation: u64,
+    admin: Option<mpsc::UnboundedReceiver<RoomCommand>>,
+    /// Whether the stored room was looked up yet, and what it is.
+    loaded: bool,
+    stored: Option<crate::storage::Room>,
+    /// When the current meeting started (unix ms); `None` between meetings.
+    meeting_started: Option<u64>,
+    /// Closed by an admin: joins are refused until the actor stops.
+    closing: bool,
+    /// This meeting's chat.
+    chat: ChatLog,
+    /// Sessions per identity: a meeting records an identity's first join and last leave.
+    presence: HashMap<String, usize>,
     /// Counts the room in `sfu_rooms` while the actor lives.
     _live: Live,
 }
@@ -233,6 +295,8 @@ impl Room {
             .map_err(internal)?;
         registry.watch_router(router, &name);
         let live = registry.metrics().room();
+        let service = settings.service.clone();
+        let (generation, admin) = service.register(&name);
         Ok(Self {
             name,
             router,
@@ -243,77 +307,206 @@ impl Room {
             tracks: BTreeMap::new(),
             evicted: Vec::new(),
             active_speaker: None,
+            chat: ChatLog::new(service.chat_limits()),
+            service,
+            generation,
+            admin: Some(admin),
+            loaded: false,
+            stored: None,
+            meeting_started: None,
+            closing: false,
+            presence: HashMap::new(),
             _live: live,
         })
     }
 
-    /// Processes commands until the room is empty (or shut down), then closes its router.
+    /// Processes commands until the room is empty for its empty timeout (or closed, or shut
+    /// down), then ends its meeting and closes its router.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<RoomCommand>) {
-        while let Some(command) = commands.recv().await {
-            match command {
-                RoomCommand::Join {
-                    id,
-                    claims,
-                    outbound,
-                    kick,
-                    reply,
+        let mut admin = self.admin.take();
+        let mut empty_since: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = empty_since.map(|t| t + self.settings.empty_timeout);
+            let command = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+                Some(command) = async {
+                    match admin.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => command,
+                () = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
                 } => {
-                    let result = self.join(id, claims, outbound, kick).await;
-                    let _ = reply.send(result);
-                }
-                RoomCommand::Request { sid, id, request } => {
-                    if let Err(e) = self.request(&sid, id.clone(), request).await {
-                        self.registry.metrics().count_error(e.code);
-                        self.send(&sid, e.to_message(Some(id)));
+                    empty_since = None;
+                    if self.close_if_idle(&commands).await {
+                        break;
                     }
+                    continue;
                 }
-                RoomCommand::Leave { sid } => self.remove_participant(&sid).await,
-                RoomCommand::TransportClosed { transport, reason } => {
-                    let owner = self.participants.iter().find(|(_, p)| {
-                        p.subscription.transport.id == transport
-                            || p.publication
-                                .as_ref()
-                                .is_some_and(|x| x.transport.id == transport)
-                    });
-                    if let Some((sid, p)) = owner {
-                        let sid = sid.clone();
-                        let _ = p.outbound.try_send(Outbound::Close(format!(
-                            "media connection closed: {reason}"
-                        )));
-                        self.remove_participant(&sid).await;
-                    }
-                }
-                RoomCommand::ActiveSpeaker { producer } => {
-                    let participant = producer
-                        .and_then(|p| self.tracks.values().find(|t| t.producer == p))
-                        .map(|t| t.info.participant.clone());
-                    self.active_speaker.clone_from(&participant);
-                    self.broadcast("", &ServerMessage::ActiveSpeaker { participant });
-                }
-                RoomCommand::Shutdown => {
-                    for p in self.participants.values() {
-                        let _ = p
-                            .outbound
-                            .try_send(Outbound::Close("server shutting down".into()));
-                    }
-                    self.participants.clear();
-                }
-            }
+            };
+            self.handle(command).await;
             for sid in std::mem::take(&mut self.evicted) {
                 if let Some(kick) = self.participants.get_mut(&sid).and_then(|p| p.kick.take()) {
                     let _ = kick.send("too slow: frames were not read".into());
                 }
                 self.remove_participant(&sid).await;
             }
-            if self.participants.is_empty()
-                && self.registry.remove_if_idle(&self.name, &commands).await
+            if !self.participants.is_empty() {
+                empty_since = None;
+            } else if self.settings.empty_timeout.is_zero()
+                || self.closing
+                || self.meeting_started.is_none()
             {
-                break;
+                if self.close_if_idle(&commands).await {
+                    break;
+                }
+            } else if empty_since.is_none() {
+                empty_since = Some(tokio::time::Instant::now());
             }
         }
+        self.end_meeting();
+        self.service.deregister(&self.name, self.generation);
         let router = self.router;
         let _ = self.worker.call(move |w, _| w.close_router(router)).await;
         tracing::info!(room = %self.name, "room closed");
+    }
+
+    /// Ends the meeting, then removes the room unless commands are queued (a join arrived: it
+    /// will start the next meeting).
+    async fn close_if_idle(&mut self, commands: &mpsc::UnboundedReceiver<RoomCommand>) -> bool {
+        // Ended before the registry forgets the room, so the next actor of this name starts
+        // its meeting (and its webhooks) after this one's end.
+        self.end_meeting();
+        self.registry.remove_if_idle(&self.name, commands).await
+    }
+
+    async fn handle(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Join {
+                id,
+                claims,
+                outbound,
+                kick,
+                reply,
+            } => {
+                let result = self.join(id, claims, outbound, kick).await;
+                let _ = reply.send(result);
+            }
+            RoomCommand::Request { sid, id, request } => {
+                if let Err(e) = self.request(&sid, id.clone(), request).await {
+                    self.registry.metrics().count_error(e.code);
+                    self.send(&sid, e.to_message(Some(id)));
+                }
+            }
+            RoomCommand::Leave { sid } => self.remove_participant(&sid).await,
+            RoomCommand::TransportClosed { transport, reason } => {
+                let owner = self.participants.iter().find(|(_, p)| {
+                    p.subscription.transport.id == transport
+                        || p.publication
+                            .as_ref()
+                            .is_some_and(|x| x.transport.id == transport)
+                });
+                if let Some((sid, p)) = owner {
+                    let sid = sid.clone();
+                    let _ = p.outbound.try_send(Outbound::Close(format!(
+                        "media connection closed: {reason}"
+                    )));
+                    self.remove_participant(&sid).await;
+                }
+            }
+            RoomCommand::ActiveSpeaker { producer } => {
+                let participant = producer
+                    .and_then(|p| self.tracks.values().find(|t| t.producer == p))
+                    .map(|t| t.info.participant.clone());
+                self.active_speaker.clone_from(&participant);
+                self.broadcast("", &ServerMessage::ActiveSpeaker { participant });
+            }
+            RoomCommand::Shutdown => {
+                for p in self.participants.values() {
+                    let _ = p
+                        .outbound
+                        .try_send(Outbound::Close("server shutting down".into()));
+                }
+                self.participants.clear();
+            }
+            RoomCommand::Admin(request) => self.admin(request).await,
+        }
+    }
+
+    /// Starts the meeting at the first join: recorded in storage (if the room is stored),
+    /// announced by webhook.
+    fn start_meeting(&mut self) {
+        if self.meeting_started.is_some() {
+            return;
+        }
+        let now = unix_millis();
+        self.meeting_started = Some(now);
+        if self.stored.is_some() {
+            self.service
+                .recorder(&self.name)
+                .record(MeetingEvent::Start {
+                    at_ms: millis_i64(now),
+                });
+        }
+        self.webhook(WebhookEvent::room_started(&self.name, now));
+    }
+
+    /// Ends the meeting: storage computes its peak and total, the chat is forgotten.
+    fn end_meeting(&mut self) {
+        if self.meeting_started.take().is_none() {
+            return;
+        }
+        let now = unix_millis();
+        if self.stored.is_some() {
+            self.service.recorder(&self.name).record(MeetingEvent::End {
+                at_ms: millis_i64(now),
+                done: None,
+            });
+        }
+        self.chat.clear();
+        self.presence.clear();
+        self.webhook(WebhookEvent::room_finished(&self.name, now));
+    }
+
+    fn webhook(&self, event: WebhookEvent) {
+        if let Some(hooks) = self.service.webhooks() {
+            hooks.send(event);
+        }
+    }
+
+    /// Looks the room up in storage once per actor (and again on [`AdminRequest::Reload`]),
+    /// applying its limits.
+    async fn load_stored(&mut self) -> Result<(), ProtocolError> {
+        self.loaded = true;
+        match self.service.stored_room(&self.name).await {
+            Ok(stored) => {
+                self.apply_stored(stored);
+                Ok(())
+            }
+            Err(e) => {
+                self.service.count_storage_failure("looking up a room", &e);
+                Err(ProtocolError::new(
+                    ErrorCode::Internal,
+                    "cannot look the room up right now",
+                ))
+            }
+        }
+    }
+
+    fn apply_stored(&mut self, stored: Option<crate::storage::Room>) {
+        if let Some(room) = &stored {
+            self.settings.max_participants =
+                usize::try_from(room.max_participants).unwrap_or(usize::MAX);
+            self.settings.empty_timeout = Duration::from_secs(room.empty_timeout_secs.into());
+        }
+        self.stored = stored;
     }
 
     /// Queues a frame for a participant; a full queue means a slow reader, who is dropped.
@@ -349,6 +542,58 @@ impl Room {
         outbound: OutboundQueue,
         kick: oneshot::Sender<String>,
     ) -> Result<String, ProtocolError> {
+        if self.closing {
+            return Err(ProtocolError::new(
+                ErrorCode::RoomNotFound,
+                "the room is closing",
+            ));
+        }
+        if self
+            .service
+            .is_revoked(&self.name, &claims.sub, &claims.jti, unix_now())
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::TokenRevoked,
+                "this token was revoked in this room",
+            ));
+        }
+        if !self.loaded
+            && let Err(e) = self.load_stored().await
+        {
+            // Fail closed: without storage only a token that may create the room opens it
+            // (live only, unrecorded); look again next time.
+            self.loaded = false;
+            if !claims.grants.room_create {
+                return Err(e);
+            }
+        }
+        if self.meeting_started.is_none() && self.stored.is_none() {
+            if !claims.grants.room_create {
+                return Err(ProtocolError::new(
+                    ErrorCode::RoomNotFound,
+                    format!(
+                        "room {:?} does not exist and this token may not create it",
+                        self.name
+                    ),
+                ));
+            }
+            if self.loaded {
+                let max = u32::try_from(self.settings.max_participants)
+                    .unwrap_or(MAX_PARTICIPANTS)
+                    .clamp(1, MAX_PARTICIPANTS);
+                let empty = u32::try_from(self.settings.empty_timeout.as_secs())
+                    .unwrap_or(MAX_EMPTY_TIMEOUT_SECS)
+                    .min(MAX_EMPTY_TIMEOUT_SECS);
+                match self
+                    .service
+                    .create_stored_room(&self.name, max, empty, millis_i64(unix_millis()))
+                    .await
+                {
+                    Ok(room) => self.apply_stored(Some(room)),
+                    Err(e) => self.service.count_storage_failure("storing a new room", &e),
+                }
+            }
+        }
         if self.participants.len() >= self.settings.max_participants {
             return Err(ProtocolError::new(ErrorCode::RoomFull, "the room is full"));
         }
@@ -374,9 +619,13 @@ impl Room {
             identity: claims.sub.clone(),
             name: claims.name.clone(),
         };
+        let joined_at_ms = unix_millis();
+        let hidden = claims.grants.hidden;
         let participant = Participant {
             info: info.clone(),
             grants: claims.grants,
+            claims: claims.clone(),
+            joined_at_ms,
             outbound,
             kick: Some(kick),
             subscription: Subscription {
@@ -390,10 +639,31 @@ impl Room {
             publication: None,
             _live: self.registry.metrics().participant(),
         };
-        let others: Vec<ParticipantInfo> =
-            self.participants.values().map(|p| p.info.clone()).collect();
+        let others: Vec<ParticipantInfo> = self
+            .participants
+            .values()
+            .filter(|p| !p.grants.hidden)
+            .map(|p| p.info.clone())
+            .collect();
         let tracks: Vec<TrackInfo> = self.tracks.values().map(|t| t.info.clone()).collect();
         self.participants.insert(sid.clone(), participant);
+        self.start_meeting();
+        let sessions = self.presence.entry(claims.sub.clone()).or_insert(0);
+        *sessions += 1;
+        if *sessions == 1 && self.stored.is_some() {
+            self.service
+                .recorder(&self.name)
+                .record(MeetingEvent::Join {
+                    identity: claims.sub.clone(),
+                    name: claims.name.clone(),
+                    at_ms: millis_i64(joined_at_ms),
+                });
+        }
+        self.webhook(WebhookEvent::participant_joined(
+            &self.name,
+            webhook_participant(&info),
+            joined_at_ms,
+        ));
         self.send(
             &sid,
             ServerMessage::Joined {
@@ -402,12 +672,20 @@ impl Room {
                 participant: info.clone(),
                 participants: others,
                 tracks,
+                grants: claims.grants,
+                meeting_code: self.stored.as_ref().map(|r| r.meeting_code.clone()),
             },
         );
-        self.broadcast(
-            &sid,
-            &ServerMessage::ParticipantJoined { participant: info },
-        );
+        let history = self.chat.history_for(&claims.sub);
+        if !history.is_empty() {
+            self.send(&sid, ServerMessage::ChatHistory { messages: history });
+        }
+        if !hidden {
+            self.broadcast(
+                &sid,
+                &ServerMessage::ParticipantJoined { participant: info },
+            );
+        }
         // A newcomer learns who is speaking now, not only at the next change.
         if let Some(speaker) = self.active_speaker.clone() {
             self.send(
@@ -434,19 +712,73 @@ impl Room {
         id: Value,
         request: ParticipantRequest,
     ) -> Result<(), ProtocolError> {
+        let Some(p) = self.participants.get(sid) else {
+            // Removed while this frame was on its way; the socket is closing.
+            return Err(ProtocolError::new(ErrorCode::NotJoined, "not in the room"));
+        };
+        // The grants as they are now: an admin may have changed them since the join.
+        let grants = p.grants;
+        let awaiting_answer = p.subscription.awaiting_answer;
+        let denied = |what: &str| {
+            Err(ProtocolError::new(
+                ErrorCode::PermissionDenied,
+                format!("your grants do not allow {what}"),
+            ))
+        };
         match request {
             ParticipantRequest::Publish { sdp, tracks } => {
+                if !grants.publish {
+                    return denied("publishing");
+                }
+                if grants.hidden {
+                    return denied("publishing while hidden");
+                }
                 self.publish(sid, id, &sdp, &tracks).await
             }
             ParticipantRequest::SubscribeAnswer { sdp, version } => {
+                // The answer to an offer already sent is allowed even after `subscribe` was
+                // taken away: that offer is the one that stopped the media.
+                if !grants.subscribe && !awaiting_answer {
+                    return denied("subscribing");
+                }
                 self.subscribe_answer(sid, id, &sdp, version).await
             }
-            ParticipantRequest::Mute { track, muted } => self.mute(sid, id, &track, muted).await,
+            ParticipantRequest::Mute { track, muted } => {
+                self.mute(sid, Some(id), &track, muted, grants.room_admin)
+                    .await
+            }
+            ParticipantRequest::Chat { text, to } => {
+                if !grants.publish_data {
+                    return denied("sending chat messages");
+                }
+                if grants.hidden {
+                    return denied("chatting while hidden");
+                }
+                self.post_chat(sid, id, &text, to.as_deref())
+            }
+            ParticipantRequest::RemoveParticipant { participant } => {
+                if !grants.room_admin {
+                    return denied("removing participants");
+                }
+                if !self.participants.contains_key(&participant) {
+                    return Err(ProtocolError::new(
+                        ErrorCode::UnknownParticipant,
+                        format!("no participant {participant:?}"),
+                    ));
+                }
+                self.send(sid, ServerMessage::Ok { id });
+                self.expel(&participant, "removed from the room by an admin")
+                    .await;
+                Ok(())
+            }
             ParticipantRequest::SetSubscription {
                 track,
                 preferences,
                 paused,
             } => {
+                if !grants.subscribe {
+                    return denied("subscribing");
+                }
                 self.set_subscription(sid, &track, preferences, paused)
                     .await?;
                 self.send(sid, ServerMessage::Ok { id });
@@ -673,6 +1005,14 @@ impl Room {
             let Some(info) = self.tracks.get(&track).map(|t| t.info.clone()) else {
                 continue;
             };
+            if let Some(p) = self.participants.get(sid) {
+                self.webhook(WebhookEvent::track_published(
+                    &self.name,
+                    webhook_participant(&p.info),
+                    webhook_track(&info),
+                    unix_millis(),
+                ));
+            }
             self.broadcast(sid, &ServerMessage::TrackPublished { track: info });
             let subscribers: Vec<String> = self
                 .participants
@@ -903,14 +1243,31 @@ impl Room {
             .map_err(internal)
     }
 
+    /// Mutes a track: the requester's own, or anyone's for a room admin (`by_admin`). `id` is
+    /// the request to answer (`None`: an admin operation from the service).
     async fn mute(
         &mut self,
         sid: &str,
-        id: Value,
+        id: Option<Value>,
         track: &str,
         muted: bool,
+        by_admin: bool,
     ) -> Result<(), ProtocolError> {
-        self.owned_track(sid, track)?;
+        match self.tracks.get(track) {
+            Some(t) if t.info.participant == sid || by_admin => {}
+            Some(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::PermissionDenied,
+                    "muting another participant's track needs room_admin",
+                ));
+            }
+            None => {
+                return Err(ProtocolError::new(
+                    ErrorCode::UnknownTrack,
+                    format!("no track {track:?}"),
+                ));
+            }
+        }
         let consumers: Vec<ConsumerId> = self
             .participants
             .values()
@@ -930,9 +1287,16 @@ impl Room {
         if let Some(t) = self.tracks.get_mut(track) {
             t.info.muted = muted;
         }
-        self.send(sid, ServerMessage::Ok { id });
+        // Everyone but the requester: a publisher muted by an admin learns it here.
+        let except = match id {
+            Some(id) => {
+                self.send(sid, ServerMessage::Ok { id });
+                sid.to_owned()
+            }
+            None => String::new(),
+        };
         self.broadcast(
-            sid,
+            &except,
             &ServerMessage::TrackMuted {
                 track: track.to_owned(),
                 muted,
@@ -950,6 +1314,14 @@ impl Room {
             .worker
             .call(move |w, _| w.close_producer(producer))
             .await;
+        if let Some(p) = self.participants.get(&t.info.participant) {
+            self.webhook(WebhookEvent::track_unpublished(
+                &self.name,
+                webhook_participant(&p.info),
+                webhook_track(&t.info),
+                unix_millis(),
+            ));
+        }
         let subscribers: Vec<String> = self
             .participants
             .iter()
@@ -1017,13 +1389,418 @@ impl Room {
                 }
             })
             .await;
-        self.broadcast(
-            sid,
-            &ServerMessage::ParticipantLeft {
-                participant: sid.to_owned(),
-            },
-        );
+        if !p.grants.hidden {
+            self.broadcast(
+                sid,
+                &ServerMessage::ParticipantLeft {
+                    participant: sid.to_owned(),
+                },
+            );
+        }
+        let now = unix_millis();
+        let identity = &p.claims.sub;
+        let last = match self.presence.get_mut(identity) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                self.presence.remove(identity);
+                true
+            }
+            None => false,
+        };
+        if last && self.stored.is_some() && self.meeting_started.is_some() {
+            self.service
+                .recorder(&self.name)
+                .record(MeetingEvent::Leave {
+                    identity: identity.clone(),
+                    at_ms: millis_i64(now),
+                });
+        }
+        self.webhook(WebhookEvent::participant_left(
+            &self.name,
+            webhook_participant(&p.info),
+            now,
+        ));
         tracing::info!(room = %self.name, %sid, "left");
+    }
+
+    /// Removes a participant against its will: its token and identity are denied here until
+    /// the token expires, its socket is closed with `reason`, then it leaves like anyone.
+    async fn expel(&mut self, sid: &str, reason: &str) {
+        let Some(p) = self.participants.get_mut(sid) else {
+            return;
+        };
+        self.service.revoke(
+            &self.name,
+            Some(&p.claims.sub),
+            Some(&p.claims.jti),
+            p.claims.exp,
+        );
+        let _ = p.outbound.try_send(Outbound::Close(reason.to_owned()));
+        // The session stops reading at once (not at the client's next frame).
+        if let Some(kick) = p.kick.take() {
+            let _ = kick.send(reason.to_owned());
+        }
+        self.remove_participant(sid).await;
+    }
+
+    fn post_chat(
+        &mut self,
+        sid: &str,
+        id: Value,
+        text: &str,
+        to: Option<&str>,
+    ) -> Result<(), ProtocolError> {
+        let p = self
+            .participants
+            .get(sid)
+            .ok_or_else(|| internal("sender vanished"))?;
+        let addressee = match to {
+            None => None,
+            Some(to) => match self.participants.get(to) {
+                // Hidden participants are not there as far as the others know.
+                Some(a) if !a.grants.hidden || p.grants.room_admin => Some(ChatAddressee {
+                    sid: to,
+                    identity: &a.claims.sub,
+                }),
+                _ => {
+                    return Err(ProtocolError::new(
+                        ErrorCode::UnknownParticipant,
+                        format!("no participant {to:?}"),
+                    ));
+                }
+            },
+        };
+        let sender = ChatSender {
+            sid,
+            identity: &p.claims.sub,
+            name: &p.info.name,
+        };
+        let message = self.chat.post(sender, addressee, text, unix_millis())?;
+        let recipients: Vec<String> = match to {
+            None => self.participants.keys().cloned().collect(),
+            Some(to) if to == sid => vec![sid.to_owned()],
+            Some(to) => vec![sid.to_owned(), to.to_owned()],
+        };
+        for r in recipients {
+            self.send(
+                &r,
+                ServerMessage::Chat {
+                    message: message.clone(),
+                },
+            );
+        }
+        self.send(sid, ServerMessage::Ok { id });
+        Ok(())
+    }
+}
+
+impl Room {
+    async fn admin(&mut self, request: AdminRequest) {
+        match request {
+            AdminRequest::Info(reply) => {
+                let _ = reply.send(LiveRoomInfo {
+                    name: self.name.clone(),
+                    meeting_code: self.stored.as_ref().map(|r| r.meeting_code.clone()),
+                    participants: self.participants.len(),
+                    tracks: self.tracks.len(),
+                    max_participants: self.settings.max_participants,
+                    started_at_ms: self.meeting_started,
+                });
+            }
+            AdminRequest::Participants(reply) => {
+                let list = self
+                    .participants
+                    .keys()
+                    .filter_map(|sid| self.details(sid))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            AdminRequest::Remove { sid, reply } => {
+                let result = if self.participants.contains_key(&sid) {
+                    self.expel(&sid, "removed from the room").await;
+                    Ok(())
+                } else {
+                    Err(RoomServiceError::UnknownParticipant(sid))
+                };
+                let _ = reply.send(result);
+            }
+            AdminRequest::Mute {
+                sid,
+                track,
+                muted,
+                reply,
+            } => {
+                let owned = self
+                    .tracks
+                    .get(&track)
+                    .is_some_and(|t| t.info.participant == sid);
+                let result = if !self.participants.contains_key(&sid) {
+                    Err(RoomServiceError::UnknownParticipant(sid))
+                } else if !owned {
+                    Err(RoomServiceError::UnknownTrack(track))
+                } else {
+                    self.mute(&sid, None, &track, muted, true)
+                        .await
+                        .map_err(|e| RoomServiceError::Worker(e.message))
+                };
+                let _ = reply.send(result);
+            }
+            AdminRequest::UpdateGrants { sid, grants, reply } => {
+                let result = self.update_grants(&sid, grants).await;
+                let _ = reply.send(result);
+            }
+            AdminRequest::Stats { sid, reply } => {
+                let result = self.stats(&sid).await;
+                let _ = reply.send(result);
+            }
+            AdminRequest::Close { reason, reply } => {
+                self.closing = true;
+                let sids: Vec<String> = self.participants.keys().cloned().collect();
+                for sid in sids {
+                    if let Some(p) = self.participants.get_mut(&sid) {
+                        let _ = p.outbound.try_send(Outbound::Close(reason.clone()));
+                        if let Some(kick) = p.kick.take() {
+                            let _ = kick.send(reason.clone());
+                        }
+                    }
+                    self.remove_participant(&sid).await;
+                }
+                let _ = reply.send(());
+            }
+            AdminRequest::Reload(reply) => {
+                match self.service.stored_room(&self.name).await {
+                    Ok(Some(room)) => self.apply_stored(Some(room)),
+                    Ok(None) if self.stored.is_some() => {
+                        // Deleted while live: the room closes.
+                        self.stored = None;
+                        let (tx, _) = tokio::sync::oneshot::channel();
+                        Box::pin(self.admin(AdminRequest::Close {
+                            reason: "the room was deleted".into(),
+                            reply: tx,
+                        }))
+                        .await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.service.count_storage_failure("reloading a room", &e),
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn details(&self, sid: &str) -> Option<ParticipantDetails> {
+        let p = self.participants.get(sid)?;
+        Some(ParticipantDetails {
+            sid: sid.to_owned(),
+            identity: p.info.identity.clone(),
+            name: p.info.name.clone(),
+            grants: p.grants,
+            joined_at_ms: p.joined_at_ms,
+            tracks: self
+                .tracks
+                .values()
+                .filter(|t| t.info.participant == sid)
+                .map(|t| t.info.clone())
+                .collect(),
+        })
+    }
+
+    /// Applies new grants at once. What they no longer allow stops: tracks end and the publish
+    /// connection closes (`publish`), consumers close (`subscribe`), the others see the
+    /// participant leave (`hidden`). A downgrade revokes the token it joined with.
+    async fn update_grants(
+        &mut self,
+        sid: &str,
+        grants: Grants,
+    ) -> Result<ParticipantDetails, RoomServiceError> {
+        let p = self
+            .participants
+            .get_mut(sid)
+            .ok_or_else(|| RoomServiceError::UnknownParticipant(sid.to_owned()))?;
+        let old = p.grants;
+        p.grants = grants;
+        if !old.is_subset_of(&grants) {
+            self.service
+                .revoke(&self.name, None, Some(&p.claims.jti), p.claims.exp);
+        }
+        let info = p.info.clone();
+        if !grants.join {
+            self.expel(sid, "removed from the room").await;
+            return Err(RoomServiceError::UnknownParticipant(sid.to_owned()));
+        }
+        if (old.publish && !grants.publish) || (!old.hidden && grants.hidden) {
+            let own: Vec<String> = self
+                .tracks
+                .values()
+                .filter(|t| t.info.participant == sid)
+                .map(|t| t.info.id.clone())
+                .collect();
+            for t in own {
+                self.unpublish(&t).await;
+            }
+            let publication = self
+                .participants
+                .get_mut(sid)
+                .and_then(|p| p.publication.take());
+            if let Some(publication) = publication {
+                let transport = publication.transport.id;
+                self.registry.unwatch_transport(transport);
+                let metrics = self.registry.metrics().clone();
+                let _ = self
+                    .worker
+                    .call(move |w, _| {
+                        if let Some(last) = w.transport_stats(transport) {
+                            metrics.retire_transport(transport, last);
+                        }
+                        w.close_transport(transport);
+                    })
+                    .await;
+            }
+        }
+        if old.subscribe && !grants.subscribe {
+            let consumers: Vec<ConsumerId> = self
+                .participants
+                .get_mut(sid)
+                .map(|p| {
+                    p.subscription
+                        .slots
+                        .iter_mut()
+                        .filter_map(|slot| {
+                            slot.parameters = None;
+                            slot.consumer.take()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = self
+                .worker
+                .call(move |w, _| {
+                    for c in consumers {
+                        let _ = w.close_consumer(c);
+                    }
+                })
+                .await;
+            self.renegotiate(sid);
+        } else if !old.subscribe && grants.subscribe {
+            let track_ids: Vec<String> = self
+                .tracks
+                .values()
+                .filter(|t| t.info.participant != sid)
+                .map(|t| t.info.id.clone())
+                .collect();
+            for t in track_ids {
+                self.add_slot(sid, &t).await;
+            }
+            self.renegotiate(sid);
+        }
+        if old.hidden != grants.hidden {
+            let message = if grants.hidden {
+                ServerMessage::ParticipantLeft {
+                    participant: sid.to_owned(),
+                }
+            } else {
+                ServerMessage::ParticipantJoined { participant: info }
+            };
+            self.broadcast(sid, &message);
+        }
+        self.send(sid, ServerMessage::GrantsChanged { grants });
+        self.details(sid)
+            .ok_or_else(|| RoomServiceError::UnknownParticipant(sid.to_owned()))
+    }
+
+    async fn stats(&self, sid: &str) -> Result<ParticipantStats, RoomServiceError> {
+        let p = self
+            .participants
+            .get(sid)
+            .ok_or_else(|| RoomServiceError::UnknownParticipant(sid.to_owned()))?;
+        let publish = p.publication.as_ref().map(|x| x.transport.id);
+        let subscribe = p.subscription.transport.id;
+        let slots: Vec<(ConsumerId, String)> = p
+            .subscription
+            .slots
+            .iter()
+            .filter_map(|s| s.consumer.map(|c| (c, s.track.clone())))
+            .collect();
+        let sid = sid.to_owned();
+        self.worker
+            .call(move |w, now| {
+                let consumers = slots
+                    .iter()
+                    .filter_map(|(c, track)| {
+                        let stats = w.consumer_stats(*c)?;
+                        Some(ConsumerCounters {
+                            track: track.clone(),
+                            packets: stats.packets,
+                            bytes: stats.bytes,
+                            retransmitted: stats.retransmitted,
+                            rtt_ms: stats.rtt.map(duration_ms),
+                            stream: w.consumer_stream(*c),
+                        })
+                    })
+                    .collect();
+                let congestion = w
+                    .congestion_stats(now, subscribe)
+                    .map(|cc| CongestionSnapshot {
+                        estimate_bps: cc.estimate.0,
+                        rtt_ms: cc.rtt.map(duration_ms),
+                        loss_rate: cc.loss_rate,
+                        pacer_queue_packets: cc.pacer_queue_packets,
+                        pacer_queue_bytes: cc.pacer_queue_bytes,
+                        pacer_queue_delay_ms: duration_ms(cc.pacer_queue_delay),
+                        allocations: cc
+                            .allocations
+                            .iter()
+                            .filter_map(|(c, stream)| {
+                                let track = slots.iter().find(|(id, _)| id == c)?.1.clone();
+                                Some(TrackAllocation {
+                                    track,
+                                    stream: *stream,
+                                })
+                            })
+                            .collect(),
+                    });
+                ParticipantStats {
+                    sid,
+                    publish: publish
+                        .and_then(|t| w.transport_stats(t))
+                        .map(TransportCounters::from),
+                    subscribe: w
+                        .transport_stats(subscribe)
+                        .map(TransportCounters::from)
+                        .unwrap_or_default(),
+                    consumers,
+                    congestion,
+                }
+            })
+            .await
+            .map_err(|e| RoomServiceError::Worker(e.to_string()))
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Unix ms as storage takes them.
+fn millis_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn webhook_participant(info: &ParticipantInfo) -> WebhookParticipant {
+    WebhookParticipant {
+        identity: info.identity.clone(),
+        name: info.name.clone(),
+    }
+}
+
+fn webhook_track(info: &TrackInfo) -> WebhookTrack {
+    WebhookTrack {
+        id: info.id.clone(),
+        kind: info.kind.clone(),
+        source: info.source,
     }
 }
 

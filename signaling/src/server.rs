@@ -30,6 +30,7 @@ use crate::access_token::{ApiKeys, Grants};
 use crate::metrics::{self, Metrics};
 use crate::registry::Registry;
 use crate::room::RoomSettings;
+use crate::room_service::RoomService;
 use crate::session::{self, SessionLimits};
 
 /// Everything the signaling server needs to know.
@@ -43,7 +44,7 @@ pub struct SignalingConfig {
     pub web_root: Option<PathBuf>,
     /// Session limits.
     pub limits: SessionLimits,
-    /// Room settings.
+    /// Room settings, with the room service (storage, webhooks) every room shares.
     pub room: RoomSettings,
 }
 
@@ -52,6 +53,7 @@ pub struct ServerContext {
     pub(crate) registry: Registry,
     pub(crate) keys: ApiKeys,
     pub(crate) limits: SessionLimits,
+    pub(crate) rooms: RoomService,
     dev_key: Option<String>,
     unjoined: Mutex<HashMap<IpAddr, usize>>,
     shutdown: watch::Receiver<bool>,
@@ -125,6 +127,7 @@ impl SignalingServer {
             registry,
             keys: config.keys,
             limits: config.limits,
+            rooms: config.room.service.clone(),
             dev_key: config.dev_key,
             unjoined: Mutex::default(),
             shutdown: shutdown_rx,
@@ -135,6 +138,11 @@ impl SignalingServer {
             shutdown,
             web_root: config.web_root,
         }
+    }
+
+    /// The room service of this server: the admin operations on its live rooms.
+    pub fn rooms(&self) -> &RoomService {
+        &self.ctx.rooms
     }
 
     /// The axum router.
@@ -263,7 +271,11 @@ async fn dev_token(
         &q.identity,
         &name,
         &q.room,
-        Grants::participant(),
+        // Development tokens open any room by name, as the web client expects.
+        Grants {
+            room_create: true,
+            ..Grants::participant()
+        },
         Duration::from_secs(600),
     ) {
         Ok(token) => Json(TokenBody { token }).into_response(),

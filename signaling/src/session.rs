@@ -3,8 +3,11 @@
 //! The session enforces the limits of `docs/protocol.md` (frame size, frame rate, join
 //! deadline, idle timeout, bounded outbound queue), turns frames into room commands, and
 //! answers malformed or out-of-order frames with typed errors, keeping the session where that
-//! is safe. Identity and room come only from the verified token. All frames to the client,
-//! the room's and the session's own, go through one bounded queue so their order is kept.
+//! is safe. Identity, name, room and grants come only from the verified token (or, for a
+//! guest, from the invitation and the meeting code resolved through storage); nothing in a
+//! later frame can change them, and the room actor checks every request against the grants.
+//! All frames to the client, the room's and the session's own, go through one bounded queue
+//! so their order is kept.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::access_token::{Claims, GuestError, unix_now};
 use crate::protocol::{
     ClientMessage, ErrorCode, PROTOCOL_VERSION, ProtocolError, ServerMessage, parse_client_message,
 };
@@ -180,11 +184,10 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                // The room removed us for not reading: our queue is full, so nothing more can be
-                // said; the socket is closed.
-                tracing::info!(reason = reason.as_deref().unwrap_or("kicked"), "closing a slow session");
+                // The room removed us (too slow a reader, removed by an admin, room closed): it
+                // queued `closing` if the queue had room; the writer flushes it below, bounded.
+                tracing::info!(reason = reason.as_deref().unwrap_or("kicked"), "room closed this session");
                 state = State::Unjoined;
-                writer.abort();
                 break;
             }
         };
@@ -249,7 +252,46 @@ pub async fn run(
                 }
                 Err(e) => reply_error(&ctx, &outbound, e, Some(id)),
             },
-            (State::Joined { .. }, ClientMessage::Join { id, .. }) => reply_error(
+            (
+                State::Unjoined,
+                ClientMessage::JoinGuest {
+                    id,
+                    meeting_code,
+                    invitation,
+                    name,
+                    protocol,
+                },
+            ) => {
+                let guest = GuestJoin {
+                    meeting_code: &meeting_code,
+                    invitation: &invitation,
+                    name: &name,
+                    protocol,
+                };
+                match join_guest(&ctx, &outbound, id.clone(), guest).await {
+                    Ok((joined, kick)) => {
+                        slot.release();
+                        state = joined;
+                        kicked = Some(kick);
+                        true
+                    }
+                    Err(e) => {
+                        // Every failed guest join closes the connection: meeting codes cannot
+                        // be tried one after another on one socket.
+                        let fatal = e.code.is_fatal();
+                        let message = e.message.clone();
+                        reply_error(&ctx, &outbound, e, Some(id));
+                        if !fatal {
+                            let _ = outbound.try_send(Outbound::Close(message));
+                        }
+                        false
+                    }
+                }
+            }
+            (
+                State::Joined { .. },
+                ClientMessage::Join { id, .. } | ClientMessage::JoinGuest { id, .. },
+            ) => reply_error(
                 &ctx,
                 &outbound,
                 ProtocolError::new(ErrorCode::AlreadyJoined, "already joined"),
@@ -286,6 +328,10 @@ pub async fn run(
                     ClientMessage::Unpublish { track, .. } => {
                         ParticipantRequest::Unpublish { track }
                     }
+                    ClientMessage::Chat { text, to, .. } => ParticipantRequest::Chat { text, to },
+                    ClientMessage::RemoveParticipant { participant, .. } => {
+                        ParticipantRequest::RemoveParticipant { participant }
+                    }
                     ClientMessage::SetSubscription {
                         track,
                         max_spatial,
@@ -303,6 +349,7 @@ pub async fn run(
                         paused,
                     },
                     ClientMessage::Join { .. }
+                    | ClientMessage::JoinGuest { .. }
                     | ClientMessage::Leave { .. }
                     | ClientMessage::Ping { .. } => continue,
                 };
@@ -322,8 +369,18 @@ pub async fn run(
         let _ = room.send(RoomCommand::Leave { sid });
     }
     drop(outbound);
-    let _ = writer.await;
+    // A slow reader's socket may never take the last frames: close it anyway.
+    let mut writer = writer;
+    if tokio::time::timeout(WRITER_FLUSH, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
+
+/// How long the last frames (`closing`) may take to reach the client after the session ends.
+const WRITER_FLUSH: Duration = Duration::from_secs(1);
 
 fn send(outbound: &mpsc::Sender<Outbound>, message: ServerMessage) -> bool {
     outbound.try_send(Outbound::Frame(message)).is_ok()
@@ -361,7 +418,7 @@ async fn join(
     }
     let claims = ctx
         .keys
-        .verify(token)
+        .verify_join(token, None, unix_now())
         .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e.to_string()))?;
     crate::names::validate_room(&claims.room)
         .map_err(|e| ProtocolError::new(ErrorCode::InvalidToken, e))?;
@@ -377,6 +434,49 @@ async fn join(
             format!("this token is for room {:?}", claims.room),
         ));
     }
+    enter(ctx, outbound, id, claims).await
+}
+
+/// What a guest sent in `join_guest`.
+struct GuestJoin<'a> {
+    meeting_code: &'a str,
+    invitation: &'a str,
+    name: &'a str,
+    protocol: u32,
+}
+
+/// A guest's join: the meeting code resolves to a stored room, the invitation must be for that
+/// room, and the guest joins with exactly its role's grants and the name it typed.
+async fn join_guest(
+    ctx: &Arc<ServerContext>,
+    outbound: &mpsc::Sender<Outbound>,
+    id: Value,
+    guest: GuestJoin<'_>,
+) -> Result<(State, oneshot::Receiver<String>), ProtocolError> {
+    if guest.protocol != PROTOCOL_VERSION {
+        return Err(ProtocolError::new(
+            ErrorCode::UnsupportedProtocol,
+            format!("this server speaks protocol {PROTOCOL_VERSION}"),
+        ));
+    }
+    let room = ctx.rooms.resolve_meeting_code(guest.meeting_code).await?;
+    let claims = ctx
+        .keys
+        .admit_guest(guest.invitation, &room, guest.name, unix_now())
+        .map_err(|e| match e {
+            GuestError::Token(e) => ProtocolError::new(ErrorCode::InvalidToken, e.to_string()),
+            GuestError::DisplayName(reason) => ProtocolError::new(ErrorCode::BadRequest, reason),
+        })?;
+    enter(ctx, outbound, id, claims).await
+}
+
+/// Hands verified claims to their room.
+async fn enter(
+    ctx: &Arc<ServerContext>,
+    outbound: &mpsc::Sender<Outbound>,
+    id: Value,
+    claims: Claims,
+) -> Result<(State, oneshot::Receiver<String>), ProtocolError> {
     if !claims.grants.join {
         return Err(ProtocolError::new(
             ErrorCode::PermissionDenied,

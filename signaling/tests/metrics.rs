@@ -41,7 +41,11 @@ fn token(room: &str, identity: &str) -> String {
             identity,
             identity,
             room,
-            Grants::participant(),
+            // Opens the room it joins (rooms are not stored beforehand here).
+            Grants {
+                room_create: true,
+                ..Grants::participant()
+            },
             Duration::from_secs(60),
         )
         .unwrap()

@@ -19,7 +19,11 @@ fn claims(identity: &str) -> Claims {
         sub: identity.into(),
         name: identity.into(),
         room: "r".into(),
-        grants: Grants::participant(),
+        // Opens the room it joins (rooms are not stored beforehand here).
+        grants: Grants {
+            room_create: true,
+            ..Grants::participant()
+        },
         nbf: 0,
         exp: u64::MAX,
         jti: format!("test-{identity}"),
