@@ -45,6 +45,13 @@ pub const CONGESTED_QUEUE: Duration = Duration::from_millis(60);
 pub const DRAIN_QUEUE: Duration = Duration::from_millis(150);
 /// …within about this long.
 pub const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// Steps up fit the median budget of this recent window, so that an overestimate lasting
+/// less than half of it (one probe's, on a token-bucket link where a short burst passes at
+/// line rate) moves nobody up, while the sawtooth of a link used to capacity does not hold
+/// anyone down either.
+pub const STEADY_WINDOW: Duration = Duration::from_millis(2_000);
+/// Budgets remembered for the steady window (one per allocation, every 100 ms or more).
+const BUDGET_SAMPLES: usize = 32;
 
 /// Settings of congestion control toward subscribers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,6 +144,8 @@ pub struct CongestionController {
     upgrade_hold: Duration,
     allocated_bps: u64,
     last_upgrade: Option<Instant>,
+    /// Recent allocation budgets, oldest first.
+    budgets: VecDeque<(Instant, u64)>,
     /// Where the search for a consumer that can send probe padding starts next.
     pub padding_cursor: usize,
 }
@@ -161,6 +170,7 @@ impl CongestionController {
             upgrade_hold_until: now,
             upgrade_hold: UPGRADE_HOLD_MIN,
             allocated_bps: 0,
+            budgets: VecDeque::with_capacity(BUDGET_SAMPLES),
             last_upgrade: None,
             padding_cursor: 0,
         }
@@ -299,6 +309,37 @@ impl CongestionController {
         Bitrate(budget.max(0.0) as u64)
     }
 
+    /// Remembers the budget of an allocation at `now` (kept for [`STEADY_WINDOW`]).
+    pub fn record_budget(&mut self, now: Instant, budget: Bitrate) {
+        while self
+            .budgets
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > STEADY_WINDOW)
+            || self.budgets.len() >= BUDGET_SAMPLES
+        {
+            self.budgets.pop_front();
+        }
+        self.budgets.push_back((now, budget.0));
+    }
+
+    /// The median allocation budget of the last [`STEADY_WINDOW`] (the lower middle one of an
+    /// even count; `u64::MAX` before any).
+    pub fn steady_budget(&self) -> u64 {
+        let mut sorted = [0u64; BUDGET_SAMPLES];
+        let n = self.budgets.len().min(BUDGET_SAMPLES);
+        for (slot, (_, b)) in sorted.iter_mut().zip(&self.budgets) {
+            *slot = *b;
+        }
+        let Some(samples) = sorted.get_mut(..n) else {
+            return u64::MAX;
+        };
+        samples.sort_unstable();
+        samples
+            .get(n.saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(u64::MAX)
+    }
+
     /// The bitrate the last allocation gave out.
     pub fn allocated(&self) -> u64 {
         self.allocated_bps
@@ -376,5 +417,34 @@ impl CongestionController {
                 .map(|a| (a.consumer, a.layer))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steady_budget_is_the_median_of_the_recent_window() {
+        let t0 = Instant::now();
+        let mut cc = CongestionController::new(t0, CongestionConfig::default());
+        assert_eq!(cc.steady_budget(), u64::MAX);
+        cc.record_budget(t0, Bitrate(1_000_000));
+        for i in 1..=30u64 {
+            cc.record_budget(t0 + Duration::from_millis(100 * i), Bitrate(3_000_000 + i));
+        }
+        // The 1 Mbit/s sample is 3 s old: forgotten. Samples 10..=30 are in the window.
+        assert_eq!(cc.steady_budget(), 3_000_020);
+        // Neither a moment's overestimate nor a moment's dip moves it much.
+        cc.record_budget(t0 + Duration::from_millis(3_100), Bitrate(9_000_000));
+        cc.record_budget(t0 + Duration::from_millis(3_200), Bitrate(9_000_000));
+        assert_eq!(cc.steady_budget(), 3_000_022);
+        cc.record_budget(t0 + Duration::from_millis(3_300), Bitrate(500_000));
+        assert_eq!(cc.steady_budget(), 3_000_022);
+        // An estimate that stays low for most of the window brings it down.
+        for i in 34..=45u64 {
+            cc.record_budget(t0 + Duration::from_millis(100 * i), Bitrate(600_000));
+        }
+        assert_eq!(cc.steady_budget(), 600_000);
     }
 }

@@ -730,13 +730,21 @@ impl Worker {
     /// audio first, then video by priority (screen, active speaker, the rest), never above
     /// what the subscriber asked for; video that does not fit at its lowest layer is paused.
     fn allocate(&mut self, now: Instant, id: TransportId) {
+        let Some(cc) = self
+            .transports
+            .get_mut(&id)
+            .and_then(|t| t.congestion.as_mut())
+        else {
+            return;
+        };
+        let budget = cc.allocation_budget();
+        cc.record_budget(now, budget);
         let Some(t) = self.transports.get(&id) else {
             return;
         };
         let Some(cc) = t.congestion.as_ref() else {
             return;
         };
-        let budget = cc.allocation_budget();
         let previously_allocated = cc.allocated();
         // Before any feedback the estimate is a guess: it may start video low, never pause it.
         let measured = cc.has_feedback();
@@ -795,10 +803,16 @@ impl Worker {
             });
         }
         let may_upgrade = cc.may_upgrade(now);
+        // Steps up go only as far as the budget has held over the last moments (the median of
+        // the last two seconds): one probe's overestimate (seen on a token-bucket link, where a
+        // short burst passes at line rate) must not move a subscriber to a layer the link
+        // cannot carry.
+        let steady_budget = cc.steady_budget().min(budget.0);
         // A standing queue at the bottleneck: a stream being left is cut at once rather than
         // at the next keyframe of the lower one, so the queue drains instead of growing.
         let congested = cc.is_congested();
         let mut allocations = allocator::allocate(budget.0, &requests);
+        let steady = allocator::allocate(steady_budget, &requests);
         let cost = |allocations: &[allocator::Allocation]| -> u64 {
             allocations
                 .iter()
@@ -811,7 +825,7 @@ impl Worker {
         let new_cost = cost(&allocations) as f64;
         let grows = new_cost > previously_allocated as f64 * RESHUFFLE_TOLERANCE;
         // With a wide margin (a probe found much more room) the step up cannot overshoot.
-        let clearly_fits = new_cost * CLEAR_MARGIN <= budget.0 as f64;
+        let clearly_fits = new_cost * CLEAR_MARGIN <= steady_budget as f64;
         let mut changed: Vec<ProducerId> = Vec::new();
         let mut resumed: Vec<ConsumerId> = Vec::new();
         let (mut upgraded, mut downgraded) = (false, false);
@@ -829,12 +843,24 @@ impl Worker {
             };
             // Up only once the last step down has had time to settle (no flapping on a link
             // whose estimate hovers around a layer's cost).
-            let up = match (a.layer, held) {
+            let is_up = |layer: Option<usize>| match (layer, held) {
                 (Some(_), None) => true,
                 (Some(l), Some(h)) => l > h,
                 (None, _) => false,
             };
-            if up && grows && !may_upgrade && !clearly_fits {
+            if is_up(a.layer) {
+                let cap = steady
+                    .iter()
+                    .find(|s| s.consumer == a.consumer)
+                    .and_then(|s| s.layer);
+                let capped = a.layer.zip(cap).map(|(l, c)| l.min(c));
+                a.layer = match (capped, held) {
+                    (Some(x), Some(h)) => Some(x.max(h)),
+                    (x, None) => x,
+                    (None, h) => h,
+                };
+            }
+            if is_up(a.layer) && grows && !may_upgrade && !clearly_fits {
                 a.layer = held;
             }
             let (paused, allowed) = match a.layer {
