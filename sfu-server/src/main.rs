@@ -6,6 +6,11 @@
 //! mints tokens at `/dev/token`. Settings come from, in order
 //! of precedence: command-line flags, `SFU_*` environment variables, a TOML file
 //! (`--config`), the defaults.
+//!
+//! Rooms and meetings are stored in a database: `--database-url` (`sqlite://…` or
+//! `postgres://…`), else a SQLite file `sfu.db` in `--data-dir`, else (development mode) a
+//! private in-memory database, else `./sfu-data/sfu.db`. Webhooks are sent only to the
+//! endpoints listed in the TOML file (`[[webhooks]]` with `url` and `secret`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -19,7 +24,10 @@ use sfu_core::udp_socket::UdpSocketConfig;
 use sfu_core::worker::RembConfig;
 use sfu_core::worker_pool::{WorkerPool, default_worker_count};
 use signaling::room::RoomSettings;
+use signaling::room_service::{RoomService, RoomServiceConfig};
 use signaling::server::{SignalingConfig, SignalingServer};
+use signaling::storage::Storage;
+use signaling::webhooks::{WebhookConfig, WebhookDispatcher, WebhookEndpoint};
 
 /// Command line. Every flag also reads an `SFU_*` environment variable.
 #[derive(Parser, Debug)]
@@ -59,6 +67,12 @@ struct Cli {
     /// (lowered under uplink loss); off by default.
     #[arg(long, env = "SFU_PUBLISHER_REMB_MAX_KBPS", value_parser = clap::value_parser!(u64).range(100..))]
     publisher_remb_max_kbps: Option<u64>,
+    /// Database of rooms and meetings: `sqlite://path`, `sqlite::memory:` or `postgres://…`.
+    #[arg(long, env = "SFU_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Folder for the server's own files (the SQLite database `sfu.db`).
+    #[arg(long, env = "SFU_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// The TOML file.
@@ -76,6 +90,17 @@ struct FileConfig {
     max_participants: Option<usize>,
     subscriber_max_kbps: Option<u64>,
     publisher_remb_max_kbps: Option<u64>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    webhooks: Vec<Webhook>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Webhook {
+    url: String,
+    secret: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -146,12 +171,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             web_root.display()
         );
     }
-    config.room = RoomSettings {
-        max_participants: file
-            .max_participants
-            .unwrap_or(RoomSettings::default().max_participants),
-        ..RoomSettings::default()
+    let database_url = match (
+        cli.database_url.or(file.database_url),
+        cli.data_dir.or(file.data_dir),
+    ) {
+        (Some(url), _) => url,
+        (None, Some(dir)) => sqlite_in(&dir)?,
+        (None, None) if dev => "sqlite::memory:".to_owned(),
+        (None, None) => sqlite_in(&PathBuf::from("sfu-data"))?,
     };
+    let webhook_endpoints: Vec<WebhookEndpoint> = file
+        .webhooks
+        .iter()
+        .map(|w| WebhookEndpoint::new(w.url.clone(), w.secret.clone().into_bytes()))
+        .collect();
 
     let mut worker_config = WorkerConfig::default();
     if let Some(kbps) = cli.subscriber_max_kbps.or(file.subscriber_max_kbps) {
@@ -181,6 +214,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let storage = Storage::connect(&database_url)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        let webhooks = if webhook_endpoints.is_empty() {
+            None
+        } else {
+            Some(WebhookDispatcher::spawn(WebhookConfig {
+                endpoints: webhook_endpoints,
+                ..WebhookConfig::default()
+            })?)
+        };
+        config.room = RoomSettings {
+            max_participants: file
+                .max_participants
+                .unwrap_or(RoomSettings::default().max_participants),
+            service: RoomService::new(RoomServiceConfig {
+                storage: Some(storage.clone()),
+                webhooks: webhooks.as_ref().map(WebhookDispatcher::sender),
+                ..RoomServiceConfig::default()
+            }),
+            ..RoomSettings::default()
+        };
         let (pool, events) = WorkerPool::spawn(
             workers,
             udp_listen,
@@ -201,9 +256,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if dev { ", development mode" } else { "" }
         );
         server.serve(listener, shutdown_signal()).await?;
+        if let Some(webhooks) = webhooks {
+            // Deliver what the last room closings queued, for a moment.
+            let stats = webhooks.shutdown(std::time::Duration::from_secs(5)).await;
+            tracing::info!(delivered = stats.delivered, dropped = stats.dropped(), "webhooks stopped");
+        }
+        storage.close().await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The URL of the SQLite database in `dir` (created if missing).
+fn sqlite_in(dir: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
+    Ok(format!("sqlite://{}", dir.join("sfu.db").display()))
 }
 
 async fn shutdown_signal() {
