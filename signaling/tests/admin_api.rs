@@ -7,129 +7,18 @@
 //! schema (a small validator for the JSON Schema subset the document uses, which refuses any
 //! keyword it does not know so the document cannot drift into unchecked territory).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod admin_support;
+
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use signaling::access_token::{ApiKeys, Grants, GuestRole, unix_now};
-use signaling::admin_api::{AdminApi, ErrorCode, HOST_SESSION_GRANTS, MAX_BODY, ROUTES};
-use signaling::storage::{Backend, Storage};
+use signaling::admin_api::{ErrorCode, HOST_SESSION_GRANTS, MAX_BODY, ROUTES};
+use signaling::storage::Backend;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
-const SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
-
-// ---------------------------------------------------------------- databases
-
-fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map(|i| i + authority_start)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-enum Cleanup {
-    Dir(PathBuf),
-    Postgres { admin_url: String, database: String },
-}
-
-struct Db {
-    url: String,
-    storage: Storage,
-    cleanup: Cleanup,
-}
-
-impl Db {
-    async fn sqlite() -> Db {
-        let dir = std::env::temp_dir().join(unique_name("sfu_admin_api_test"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("sfu.db").display());
-        let storage = Storage::connect(&url).await.unwrap();
-        Db {
-            url,
-            storage,
-            cleanup: Cleanup::Dir(dir),
-        }
-    }
-
-    async fn postgres() -> Option<Db> {
-        let admin_url = match std::env::var("SFU_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("SFU_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                    "SFU_REQUIRE_POSTGRES=1 but SFU_TEST_POSTGRES_URL is not set"
-                );
-                eprintln!("PostgreSQL half skipped: SFU_TEST_POSTGRES_URL is not set");
-                return None;
-            }
-        };
-        sqlx::any::install_default_drivers();
-        let database = unique_name("sfu_admin_test");
-        let mut admin = AnyConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let url = with_database(&admin_url, &database);
-        let storage = Storage::connect(&url).await.unwrap();
-        assert_eq!(storage.backend(), Backend::Postgres);
-        Some(Db {
-            url,
-            storage,
-            cleanup: Cleanup::Postgres {
-                admin_url,
-                database,
-            },
-        })
-    }
-
-    async fn finish(self) {
-        self.storage.close().await;
-        match self.cleanup {
-            Cleanup::Dir(dir) => std::fs::remove_dir_all(dir).unwrap(),
-            Cleanup::Postgres {
-                admin_url,
-                database,
-            } => {
-                let mut admin = AnyConnection::connect(&admin_url).await.unwrap();
-                sqlx::query(AssertSqlSafe(format!(
-                    "DROP DATABASE {database} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            }
-        }
-    }
-}
+use admin_support::*;
 
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {$(
@@ -159,385 +48,6 @@ on_both_backends!(
     host_session_cookie_and_revocation,
     after_sign_out_no_stored_value_is_a_cookie,
 );
-
-// ---------------------------------------------------------------- OpenAPI subset validator
-
-fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
-    match node.get("$ref").and_then(Value::as_str) {
-        Some(reference) => {
-            let pointer = reference
-                .strip_prefix('#')
-                .unwrap_or_else(|| panic!("external $ref {reference}"));
-            let target = doc
-                .pointer(pointer)
-                .unwrap_or_else(|| panic!("$ref {reference} does not resolve"));
-            resolve(doc, target)
-        }
-        None => node,
-    }
-}
-
-fn type_matches(name: &str, value: &Value) -> bool {
-    match name {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "null" => value.is_null(),
-        other => panic!("unknown type {other}"),
-    }
-}
-
-/// Validates `value` against `schema` (JSON Schema subset); `at` names the place for errors.
-fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
-    let schema = resolve(doc, schema);
-    let Some(keywords) = schema.as_object() else {
-        return Err(format!("{at}: schema is not an object"));
-    };
-    for (keyword, rule) in keywords {
-        match keyword.as_str() {
-            "description" | "title" => {}
-            "type" => {
-                let names: Vec<&str> = match rule {
-                    Value::String(one) => vec![one.as_str()],
-                    Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
-                    _ => return Err(format!("{at}: bad type keyword")),
-                };
-                if !names.iter().any(|name| type_matches(name, value)) {
-                    return Err(format!("{at}: {value} is not of type {names:?}"));
-                }
-            }
-            "properties" => {
-                if let (Some(properties), Some(object)) = (rule.as_object(), value.as_object()) {
-                    for (name, property) in properties {
-                        if let Some(field) = object.get(name) {
-                            validate(doc, property, field, &format!("{at}.{name}"))?;
-                        }
-                    }
-                }
-            }
-            "required" => {
-                if let Some(object) = value.as_object() {
-                    for name in rule.as_array().into_iter().flatten() {
-                        let name = name.as_str().unwrap_or_default();
-                        if !object.contains_key(name) {
-                            return Err(format!("{at}: missing required {name}"));
-                        }
-                    }
-                }
-            }
-            "additionalProperties" => {
-                assert_eq!(rule, &Value::Bool(false), "{at}: only false is supported");
-                if let Some(object) = value.as_object() {
-                    let known = keywords.get("properties").and_then(Value::as_object);
-                    for name in object.keys() {
-                        if !known.is_some_and(|k| k.contains_key(name)) {
-                            return Err(format!("{at}: undocumented property {name}"));
-                        }
-                    }
-                }
-            }
-            "items" => {
-                for (i, item) in value.as_array().into_iter().flatten().enumerate() {
-                    validate(doc, rule, item, &format!("{at}[{i}]"))?;
-                }
-            }
-            "enum" => {
-                if !rule
-                    .as_array()
-                    .is_some_and(|options| options.contains(value))
-                {
-                    return Err(format!("{at}: {value} is not one of {rule}"));
-                }
-            }
-            "minimum" | "maximum" => {
-                if let (Some(bound), Some(n)) = (rule.as_f64(), value.as_f64()) {
-                    let ok = if keyword == "minimum" {
-                        n >= bound
-                    } else {
-                        n <= bound
-                    };
-                    if !ok {
-                        return Err(format!("{at}: {n} breaks {keyword} {bound}"));
-                    }
-                }
-            }
-            "minLength" | "maxLength" => {
-                if let (Some(bound), Some(s)) = (rule.as_u64(), value.as_str()) {
-                    let len = s.chars().count() as u64;
-                    let ok = if keyword == "minLength" {
-                        len >= bound
-                    } else {
-                        len <= bound
-                    };
-                    if !ok {
-                        return Err(format!("{at}: length {len} breaks {keyword} {bound}"));
-                    }
-                }
-            }
-            other => panic!("{at}: the validator does not support keyword {other:?}"),
-        }
-    }
-    Ok(())
-}
-
-/// Checks one response against the operation `method template` of the document.
-fn check_against_document(
-    doc: &Value,
-    method: &str,
-    template: Option<&str>,
-    status: u16,
-    body: Option<&Value>,
-) {
-    let Some(template) = template else {
-        // Unknown route or method: still our error shape.
-        let error = json!({"$ref": "#/components/schemas/Error"});
-        validate(doc, &error, body.expect("an error body"), "error").unwrap();
-        return;
-    };
-    let operation = &doc["paths"][template][method.to_lowercase()];
-    assert!(
-        operation.is_object(),
-        "{method} {template} is not in the document"
-    );
-    let response = operation["responses"]
-        .get(status.to_string())
-        .unwrap_or_else(|| panic!("{method} {template}: status {status} is not documented"));
-    let response = resolve(doc, response);
-    match (response.get("content"), body) {
-        (Some(content), Some(body)) => {
-            let schema = &content["application/json"]["schema"];
-            if let Err(error) = validate(doc, schema, body, "body") {
-                panic!("{method} {template} {status}: {error}\n{body:#}");
-            }
-        }
-        (None, None) => {}
-        (Some(_), None) => panic!("{method} {template} {status}: documented body missing"),
-        (None, Some(body)) => panic!("{method} {template} {status}: undocumented body {body}"),
-    }
-}
-
-// ---------------------------------------------------------------- harness
-
-#[derive(Clone)]
-enum Auth {
-    None,
-    Bearer(String),
-    Cookie(String),
-    Header(&'static str, String),
-}
-
-enum Body {
-    None,
-    Json(Value),
-    Raw(Option<&'static str>, Vec<u8>),
-}
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Option<Value>,
-}
-
-impl Reply {
-    fn code(&self) -> &str {
-        self.body
-            .as_ref()
-            .and_then(|b| b["error"]["code"].as_str())
-            .unwrap_or("")
-    }
-
-    fn message(&self) -> &str {
-        self.body
-            .as_ref()
-            .and_then(|b| b["error"]["message"].as_str())
-            .unwrap_or("")
-    }
-
-    fn json(&self) -> &Value {
-        self.body.as_ref().expect("a JSON body")
-    }
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-    keys: ApiKeys,
-    doc: Value,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-fn all_grants() -> Grants {
-    Grants {
-        join: true,
-        publish: true,
-        subscribe: true,
-        publish_data: true,
-        room_admin: true,
-        room_create: true,
-        hidden: true,
-        recorder: true,
-    }
-}
-
-fn room_admin_grants() -> Grants {
-    Grants {
-        room_admin: true,
-        ..Grants::participant()
-    }
-}
-
-impl Api {
-    async fn start(storage: &Storage) -> Api {
-        let keys = ApiKeys::default();
-        keys.insert("key", SECRET.to_vec());
-        let router = AdminApi::new(keys.clone(), storage.clone()).router();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let base = format!("http://{addr}");
-        let doc: Value = http
-            .get(format!("{base}/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Api {
-            base,
-            http,
-            keys,
-            doc,
-            server,
-        }
-    }
-
-    fn admin(&self, room: Option<&str>, grants: Grants) -> String {
-        self.keys
-            .mint_admin("ops", room, grants, Duration::from_secs(600), unix_now())
-            .unwrap()
-    }
-
-    fn full(&self) -> Auth {
-        Auth::Bearer(self.admin(None, all_grants()))
-    }
-
-    /// Sends a request and checks the reply against the document (`template: None` for a path
-    /// that is not an operation).
-    async fn call(
-        &self,
-        method: &str,
-        template: Option<&str>,
-        path: &str,
-        auth: &Auth,
-        body: Body,
-    ) -> Reply {
-        let method_value = Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method_value, format!("{}{path}", self.base));
-        request = match auth {
-            Auth::None => request,
-            Auth::Bearer(token) => request.header("authorization", format!("Bearer {token}")),
-            Auth::Cookie(value) => request.header("cookie", format!("sfu_session={value}")),
-            Auth::Header(name, value) => request.header(*name, value.as_str()),
-        };
-        request = match body {
-            Body::None => request,
-            Body::Json(value) => request
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&value).unwrap()),
-            Body::Raw(content_type, bytes) => {
-                let request = match content_type {
-                    Some(ct) => request.header("content-type", ct),
-                    None => request,
-                };
-                request.body(bytes)
-            }
-        };
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            None
-        } else {
-            assert_eq!(
-                headers.get("content-type").and_then(|v| v.to_str().ok()),
-                Some("application/json"),
-                "{method} {path} answered {status} without JSON"
-            );
-            Some(
-                serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {bytes:?}")),
-            )
-        };
-        check_against_document(&self.doc, method, template, status, body.as_ref());
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn create_room(&self, name: &str) -> Value {
-        let reply = self
-            .call(
-                "POST",
-                Some("/api/v1/rooms"),
-                "/api/v1/rooms",
-                &self.full(),
-                Body::Json(json!({ "name": name })),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "{:?}", reply.body);
-        reply.body.unwrap()
-    }
-
-    async fn sign_in(&self, grants: Grants) -> (Reply, Option<String>) {
-        let reply = self
-            .call(
-                "POST",
-                Some("/api/v1/sessions"),
-                "/api/v1/sessions",
-                &Auth::Bearer(self.admin(None, grants)),
-                Body::None,
-            )
-            .await;
-        let cookie = reply
-            .headers
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .and_then(|pair| pair.strip_prefix("sfu_session="))
-            .map(str::to_owned);
-        (reply, cookie)
-    }
-}
-
-fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
-    assert_eq!(
-        (reply.status, reply.code()),
-        (status, code),
-        "{what}: {:?}",
-        reply.body
-    );
-}
 
 // ---------------------------------------------------------------- the document itself
 
@@ -1069,6 +579,13 @@ async fn bad_input_to_every_endpoint(db: &Db) {
         .map(|bad| format!("/api/v1/rooms/{bad}{suffix}"))
         .collect::<Vec<_>>()
     };
+    let participant_paths = |suffix: &str| {
+        let mut paths = room_paths(&format!("/participants/alice{suffix}"));
+        for bad in ["bad%20id", "..%2Fetc", "a%2Fb", &"y".repeat(65)] {
+            paths.push(format!("/api/v1/rooms/room-b/participants/{bad}{suffix}"));
+        }
+        paths
+    };
     let endpoints = vec![
         Endpoint {
             method: "GET",
@@ -1186,6 +703,53 @@ async fn bad_input_to_every_endpoint(db: &Db) {
                 .iter()
                 .map(|bad| format!("/api/v1/meetings/{bad}"))
                 .collect(),
+        },
+        Endpoint {
+            method: "GET",
+            template: "/api/v1/rooms/{name}/participants",
+            path: "/api/v1/rooms/room-b/participants".into(),
+            body: None,
+            access: Access::Admin,
+            bad_paths: room_paths("/participants"),
+        },
+        Endpoint {
+            method: "GET",
+            template: "/api/v1/rooms/{name}/participants/{identity}",
+            path: "/api/v1/rooms/room-b/participants/alice".into(),
+            body: None,
+            access: Access::Admin,
+            bad_paths: participant_paths(""),
+        },
+        Endpoint {
+            method: "PATCH",
+            template: "/api/v1/rooms/{name}/participants/{identity}",
+            path: "/api/v1/rooms/room-b/participants/alice".into(),
+            body: Some(json!({"grants": {"join": true, "subscribe": true}})),
+            access: Access::Admin,
+            bad_paths: participant_paths(""),
+        },
+        Endpoint {
+            method: "DELETE",
+            template: "/api/v1/rooms/{name}/participants/{identity}",
+            path: "/api/v1/rooms/room-b/participants/alice".into(),
+            body: None,
+            access: Access::Admin,
+            bad_paths: participant_paths(""),
+        },
+        Endpoint {
+            method: "POST",
+            template: "/api/v1/rooms/{name}/participants/{identity}/tracks/{track}/mute",
+            path: "/api/v1/rooms/room-b/participants/alice/tracks/TR_abc/mute".into(),
+            body: Some(json!({"muted": true})),
+            access: Access::Admin,
+            bad_paths: [
+                participant_paths("/tracks/TR_abc/mute"),
+                ["bad%20track", "..%2Fetc", "%00"]
+                    .iter()
+                    .map(|bad| format!("/api/v1/rooms/room-b/participants/alice/tracks/{bad}/mute"))
+                    .collect(),
+            ]
+            .concat(),
         },
     ];
     assert_eq!(
@@ -1680,6 +1244,52 @@ async fn out_of_range_values_are_refused_and_write_nothing(db: &Db) {
         .await;
     assert_error(&reply, 422, "invalid_body", "duplicate key");
     assert_eq!(snapshot(db).await, before);
+}
+
+#[tokio::test]
+async fn participants_need_live_rooms() {
+    let db = Db::sqlite().await;
+    let api = Api::start(&db.storage).await;
+    api.create_room("standup").await;
+    let full = api.full();
+    let calls: [(&str, &str, &str, Body); 5] = [
+        (
+            "GET",
+            "/api/v1/rooms/{name}/participants",
+            "/api/v1/rooms/standup/participants",
+            Body::None,
+        ),
+        (
+            "GET",
+            "/api/v1/rooms/{name}/participants/{identity}",
+            "/api/v1/rooms/standup/participants/alice",
+            Body::None,
+        ),
+        (
+            "PATCH",
+            "/api/v1/rooms/{name}/participants/{identity}",
+            "/api/v1/rooms/standup/participants/alice",
+            Body::Json(json!({"grants":{"join":true}})),
+        ),
+        (
+            "DELETE",
+            "/api/v1/rooms/{name}/participants/{identity}",
+            "/api/v1/rooms/standup/participants/alice",
+            Body::None,
+        ),
+        (
+            "POST",
+            "/api/v1/rooms/{name}/participants/{identity}/tracks/{track}/mute",
+            "/api/v1/rooms/standup/participants/alice/tracks/TR_a/mute",
+            Body::Json(json!({"muted":true})),
+        ),
+    ];
+    for (method, template, path, body) in calls {
+        let reply = api.call(method, Some(template), path, &full, body).await;
+        assert_error(&reply, 503, "unavailable", path);
+    }
+    drop(api);
+    db.finish().await;
 }
 
 fn cookie_attributes(set_cookie: &str) -> (String, Vec<String>) {

@@ -211,7 +211,8 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         }
         if let Some(token) = session_cookie(parts) {
             let session = state
-                .storage
+                .storage()
+                .await?
                 .authenticate_host_session(token, unix_now_ms())
                 .await?;
             return Ok(Caller {

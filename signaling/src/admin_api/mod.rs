@@ -38,6 +38,7 @@
 pub mod auth;
 pub mod error;
 pub mod input;
+mod participants;
 mod rooms;
 mod sessions;
 
@@ -50,6 +51,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 
 use crate::access_token::ApiKeys;
+use crate::room_service::RoomService;
 use crate::storage::Storage;
 
 pub use auth::{Caller, Credential, HOST_SESSION_GRANTS, Need, SESSION_COOKIE};
@@ -78,12 +80,40 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/rooms/{name}/invitations"),
     ("GET", "/api/v1/rooms/{name}/meetings"),
     ("GET", "/api/v1/meetings/{id}"),
+    ("GET", "/api/v1/rooms/{name}/participants"),
+    ("GET", "/api/v1/rooms/{name}/participants/{identity}"),
+    ("PATCH", "/api/v1/rooms/{name}/participants/{identity}"),
+    ("DELETE", "/api/v1/rooms/{name}/participants/{identity}"),
+    (
+        "POST",
+        "/api/v1/rooms/{name}/participants/{identity}/tracks/{track}/mute",
+    ),
 ];
+
+/// Where the database comes from.
+enum StorageSource {
+    /// Given directly (an API without live rooms).
+    Direct(Storage),
+    /// The room service's, opened on first use: the same database the rooms record into.
+    Rooms(RoomService),
+}
 
 /// What every handler shares.
 pub struct AdminState {
     pub(crate) keys: ApiKeys,
-    pub(crate) storage: Storage,
+    storage: StorageSource,
+    /// The live rooms; `None` when this API runs without them (participant endpoints answer
+    /// `unavailable`).
+    pub(crate) rooms: Option<RoomService>,
+}
+
+impl AdminState {
+    pub(crate) async fn storage(&self) -> Result<Storage, ApiError> {
+        match &self.storage {
+            StorageSource::Direct(storage) => Ok(storage.clone()),
+            StorageSource::Rooms(rooms) => Ok(rooms.storage().await?),
+        }
+    }
 }
 
 /// The admin API of one server.
@@ -93,10 +123,26 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
-    /// The API over `storage`, trusting admin tokens signed by `keys`.
+    /// The API over `storage` alone, trusting admin tokens signed by `keys`. The participant
+    /// endpoints answer `unavailable`: there are no live rooms to reach.
     pub fn new(keys: ApiKeys, storage: Storage) -> Self {
         Self {
-            state: Arc::new(AdminState { keys, storage }),
+            state: Arc::new(AdminState {
+                keys,
+                storage: StorageSource::Direct(storage),
+                rooms: None,
+            }),
+        }
+    }
+
+    /// The API of a signaling server: its room service's storage and live rooms.
+    pub fn with_rooms(keys: ApiKeys, rooms: RoomService) -> Self {
+        Self {
+            state: Arc::new(AdminState {
+                keys,
+                storage: StorageSource::Rooms(rooms.clone()),
+                rooms: Some(rooms),
+            }),
         }
     }
 
@@ -116,6 +162,17 @@ impl AdminApi {
             .route("/rooms/{name}/invitations", post(rooms::invite))
             .route("/rooms/{name}/meetings", get(rooms::meetings))
             .route("/meetings/{id}", get(rooms::meeting))
+            .route("/rooms/{name}/participants", get(participants::list))
+            .route(
+                "/rooms/{name}/participants/{identity}",
+                get(participants::get)
+                    .patch(participants::update)
+                    .delete(participants::remove),
+            )
+            .route(
+                "/rooms/{name}/participants/{identity}/tracks/{track}/mute",
+                post(participants::mute),
+            )
             .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(

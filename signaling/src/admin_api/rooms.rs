@@ -78,7 +78,12 @@ pub(crate) async fn create(
     };
     for _ in 0..CODE_ATTEMPTS {
         new.meeting_code = MeetingCode::generate().as_str().to_owned();
-        match state.storage.create_room(&new, unix_now_ms()).await {
+        match state
+            .storage()
+            .await?
+            .create_room(&new, unix_now_ms())
+            .await
+        {
             Ok(room) => {
                 tracing::info!(room = %room.name, by = %caller.subject, "room created");
                 let location = format!("/api/v1/rooms/{}", room.name);
@@ -135,7 +140,8 @@ pub(crate) async fn list(
         })?;
     }
     let page = state
-        .storage
+        .storage()
+        .await?
         .list_rooms(query.cursor.as_deref(), limit)
         .await?;
     Ok(Json(page).into_response())
@@ -150,7 +156,7 @@ pub(crate) async fn get(
     let name = path(name)?;
     input::room_name(&name)?;
     caller.require(&name, Need::RoomAdmin)?;
-    Ok(Json(state.storage.room_by_name(&name).await?))
+    Ok(Json(state.storage().await?.room_by_name(&name).await?))
 }
 
 #[derive(Deserialize)]
@@ -188,9 +194,13 @@ pub(crate) async fn update(
         ));
     }
     let room = state
-        .storage
+        .storage()
+        .await?
         .update_room(&name, &update, unix_now_ms())
         .await?;
+    if let Some(rooms) = &state.rooms {
+        rooms.room_updated(&name).await;
+    }
     Ok(Json(room))
 }
 
@@ -206,7 +216,10 @@ pub(crate) async fn delete(
     input::room_name(&name)?;
     caller.require(&name, Need::RoomAdmin)?;
     input::no_body(body)?;
-    state.storage.delete_room(&name).await?;
+    state.storage().await?.delete_room(&name).await?;
+    if let Some(rooms) = &state.rooms {
+        rooms.room_deleted(&name).await;
+    }
     tracing::info!(room = %name, by = %caller.subject, "room deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -238,7 +251,7 @@ pub(crate) async fn resolve_meeting_code(
             typed
         }
     };
-    let room = state.storage.room_by_meeting_code(&code).await?;
+    let room = state.storage().await?.room_by_meeting_code(&code).await?;
     Ok(Json(MeetingCodeTarget {
         room: room.name,
         meeting_code: room.meeting_code,
@@ -276,7 +289,7 @@ pub(crate) async fn invite(
     caller.require(&name, Need::RoomAdmin)?;
     let request: CreateInvitation = input::required_json(&headers, body)?;
     let ttl_secs = request.ttl_secs.unwrap_or(DEFAULT_INVITATION_TTL_SECS);
-    let room = state.storage.room_by_name(&name).await?;
+    let room = state.storage().await?.room_by_name(&name).await?;
     let now = unix_now();
     let invitation = state.keys.mint_invitation(
         &caller,
@@ -317,7 +330,7 @@ pub(crate) async fn meetings(
     input::room_name(&name)?;
     caller.require(&name, Need::RoomAdmin)?;
     let limit = page_size(input::query(query)?.limit)?;
-    let meetings = state.storage.list_meetings(&name, limit).await?;
+    let meetings = state.storage().await?.list_meetings(&name, limit).await?;
     Ok(Json(serde_json::json!({ "meetings": meetings })).into_response())
 }
 
@@ -334,7 +347,7 @@ pub(crate) async fn meeting(
             "a meeting id is a positive integer",
         )
     })?;
-    let detail = state.storage.meeting(MeetingId(id)).await?;
+    let detail = state.storage().await?.meeting(MeetingId(id)).await?;
     caller.require(&detail.meeting.room, Need::RoomAdmin)?;
     Ok(Json(detail).into_response())
 }

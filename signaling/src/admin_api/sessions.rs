@@ -91,7 +91,8 @@ pub(crate) async fn create(
         ));
     }
     let created = state
-        .storage
+        .storage()
+        .await?
         .create_host_session(&caller.subject, i64::from(ttl_secs) * 1000, unix_now_ms())
         .await?;
     tracing::info!(subject = %caller.subject, session = created.session.id, "host session created");
@@ -122,9 +123,17 @@ pub(crate) async fn delete_current(
         ));
     };
     let now = unix_now_ms();
-    let session = state.storage.authenticate_host_session(token, now).await?;
+    let session = state
+        .storage()
+        .await?
+        .authenticate_host_session(token, now)
+        .await?;
     input::no_body(body)?;
-    state.storage.revoke_host_session(token, now).await?;
+    state
+        .storage()
+        .await?
+        .revoke_host_session(token, now)
+        .await?;
     tracing::info!(subject = %session.subject, session = session.id, "host session revoked");
     Ok((
         StatusCode::NO_CONTENT,
