@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tower_http::services::ServeDir;
 
 use crate::access_token::{ApiKeys, Grants};
+use crate::admin_api::AdminApi;
 use crate::metrics::{self, Metrics};
 use crate::registry::Registry;
 use crate::room::RoomSettings;
@@ -152,7 +153,8 @@ impl SignalingServer {
             .route("/healthz", get(|| async { "ok" }))
             .route("/metrics", get(prometheus_metrics))
             .route("/dev/token", get(dev_token))
-            .with_state(self.ctx.clone());
+            .with_state(self.ctx.clone())
+            .merge(AdminApi::with_rooms(self.ctx.keys.clone(), self.ctx.rooms.clone()).router());
         if let Some(root) = &self.web_root {
             router = router.fallback_service(ServeDir::new(root));
         }
