@@ -6,6 +6,11 @@
 // (no camera, no microphone); &mic=off / &cam=off join with that track turned off;
 // &audioprocessing=0 turns off echo cancellation, noise suppression and gain control.
 // &codec=vp8|vp9|av1|h264 prefers that video codec (vp9 and av1: each layer L1T3).
+// Guests: ?code=abc-defg-hjk&invitation=…&name=N joins the meeting with that code as an invited
+// guest (the room field is not used).
+//
+// The chat panel shows the meeting's chat (its history arrives on join) and sends to everyone
+// or to one participant; it is read-only without the publish-data grant.
 //
 // Each remote video asks the server for the simulcast layer that fits the size it is shown at
 // (`set_subscription` with `max_height` in device pixels), and pauses while it is off-screen or
@@ -41,8 +46,13 @@ form.addEventListener('submit', (ev) => {
   join(form.room.value.trim(), form.name.value.trim());
 });
 
+const guest = params.get('code') && params.get('invitation')
+  ? { meetingCode: params.get('code'), invitation: params.get('invitation') }
+  : null;
+if (guest) form.room.required = false;
+
 async function join(room, name) {
-  if (!room || !name) return showError('Enter a room and a name.');
+  if ((!room && !guest) || !name) return showError('Enter a room and a name.');
   hideBanner();
   form.join.disabled = true;
   try {
@@ -54,6 +64,7 @@ async function join(room, name) {
       rawAudio: params.get('audioprocessing') === '0',
       muted: { audio: params.get('mic') === 'off', video: params.get('cam') === 'off' },
       codec: params.get('codec') || null,
+      guest,
     });
     const url = new URL(location.href);
     url.searchParams.set('room', room);
@@ -82,6 +93,40 @@ if (params.get('autojoin') === '1') join(form.room.value.trim(), form.name.value
 // --- client events --------------------------------------------------------------------------
 
 client.addEventListener('change', render);
+client.addEventListener('chat', renderChat);
+
+const chatForm = $('#chat-form');
+chatForm.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const text = chatForm.text.value;
+  if (!text.trim()) return;
+  try {
+    await client.sendChat(text, chatForm.to.value || null);
+    chatForm.text.value = '';
+  } catch (err) {
+    showError(`Chat: ${err.message}`);
+  }
+});
+
+function renderChat() {
+  const log = $('#chat-log');
+  const names = (sid) => (sid === client.self?.sid ? 'you' : client.participants[sid]?.name ?? 'someone who left');
+  log.replaceChildren(
+    ...client.chat.map((m) => {
+      const li = document.createElement('li');
+      li.className = m.to ? 'private' : '';
+      const who = document.createElement('strong');
+      who.textContent = m.to ? `${m.name} → ${names(m.to)}` : m.name;
+      const time = document.createElement('time');
+      time.textContent = new Date(m.sent_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      const text = document.createElement('p');
+      text.textContent = m.text; // never innerHTML: chat is untrusted input
+      li.append(who, ' ', time, text);
+      return li;
+    }),
+  );
+  log.scrollTop = log.scrollHeight;
+}
 client.addEventListener('error', (ev) => showError(`${ev.detail.code}: ${ev.detail.message}`));
 client.addEventListener('closed', () => {
   for (const id of [...watched.keys()]) unwatchVideo(id);
@@ -225,6 +270,19 @@ function render() {
     ...Object.values(client.participants).map((p) => listItem(p.name, p.sid)),
   );
   $('#participant-count').textContent = inRoom ? `(${1 + Object.keys(client.participants).length})` : '';
+
+  $('#chat').hidden = !inRoom;
+  const canChat = client.grants?.publish_data !== false;
+  for (const el of chatForm.elements) el.disabled = !canChat;
+  const to = chatForm.to.value;
+  chatForm.to.replaceChildren(
+    new Option('Everyone', ''),
+    ...Object.values(client.participants).map((p) => new Option(p.name, p.sid)),
+  );
+  chatForm.to.value = client.participants[to] ? to : '';
+  $('#meeting-code').hidden = !client.meetingCode;
+  $('#meeting-code strong').textContent = client.meetingCode ?? '';
+  if (!inRoom) $('#chat-log').replaceChildren();
 }
 
 function renderLocalTile() {

@@ -76,6 +76,16 @@ export class SfuClient extends EventTarget {
     this.localTracks = {};
     /** The participant the server says is speaking (`active_speaker`): a sid, or null. */
     this.activeSpeaker = null;
+    /** What we may do here (`joined.grants`, then `grants_changed`). */
+    this.grants = null;
+    /** The room's meeting code, when it is stored (give it to guests). */
+    this.meetingCode = null;
+    /**
+     * The meeting's chat we may read, oldest first: {id, participant, identity, name, to?, text,
+     * sent_at}. Delivered on join (`chat_history`) and as it is said (`chat`); the server keeps
+     * it for the meeting only.
+     */
+    this.chat = [];
     /**
      * What we ask the server for each received video track (`set_subscription`):
      * id -> {auto, manual, sent}. `auto` is the page's choice (shown height, paused when not
@@ -95,6 +105,9 @@ export class SfuClient extends EventTarget {
 
   /**
    * Fetches a development token, connects, joins `room` and publishes camera + microphone.
+   * With `guest: {meetingCode, invitation}` it joins as an invited guest instead (no token is
+   * fetched; the room is the one the meeting code names, the grants those of the invitation's
+   * role); a viewer guest publishes nothing.
    * Options: `media: false` joins as a viewer; `simulcast: false` publishes one video encoding
    * instead of three; `rawAudio: true` turns off echo cancellation, noise suppression and gain
    * control; `muted: {audio, video}` starts with that track turned off; `codec` ('vp8', 'vp9',
@@ -110,13 +123,14 @@ export class SfuClient extends EventTarget {
     rawAudio = false,
     muted = {},
     codec = null,
+    guest = null,
   }) {
     if (this.signaling) throw new Error('already joined');
     if (codec && !VIDEO_CODECS[codec]) throw new Error(`unknown codec ${codec} (one of ${Object.keys(VIDEO_CODECS).join(', ')})`);
     this.lastError = null;
     let token;
     try {
-      token = await fetchDevToken(room, identity, name);
+      if (!guest) token = await fetchDevToken(room, identity, name);
     } catch (err) {
       this.#fail(err);
       throw err;
@@ -135,8 +149,17 @@ export class SfuClient extends EventTarget {
       this.subscribePc = new RTCPeerConnection(RTC_CONFIG);
       this.publishPc = new RTCPeerConnection(RTC_CONFIG);
 
-      const joined = await signaling.request('join', { token, protocol: 1, room });
+      const joined = guest
+        ? await signaling.request('join_guest', {
+            meeting_code: guest.meetingCode,
+            invitation: guest.invitation,
+            name,
+            protocol: 1,
+          })
+        : await signaling.request('join', { token, protocol: 1, room });
       this.joined = true;
+      this.grants = joined.grants ?? null;
+      this.meetingCode = joined.meeting_code ?? null;
       this.room = joined.room;
       this.self = joined.participant;
       for (const p of joined.participants ?? []) this.participants[p.sid] = p;
@@ -153,7 +176,7 @@ export class SfuClient extends EventTarget {
     }
 
     // A failure to publish leaves us in the room as a viewer.
-    if (media) {
+    if (media && this.grants?.publish !== false) {
       await this.#publishCameraAndMicrophone({ simulcast, rawAudio, muted, codec }).catch((err) => this.#fail(err));
     }
   }
@@ -484,6 +507,17 @@ export class SfuClient extends EventTarget {
       case 'active_speaker':
         this.activeSpeaker = frame.participant ?? null;
         break;
+      case 'chat_history':
+        this.chat = [...frame.messages, ...this.chat.filter((m) => !frame.messages.some((h) => h.id === m.id))];
+        this.#emit('chat', {});
+        break;
+      case 'chat':
+        this.chat.push(frame.message);
+        this.#emit('chat', { message: frame.message });
+        break;
+      case 'grants_changed':
+        this.grants = frame.grants;
+        break;
       case 'error':
         this.#fail(frame);
         return;
@@ -584,6 +618,16 @@ export class SfuClient extends EventTarget {
     const message = closing ? `the server closed the session: ${closing}` : `connection lost (${code})`;
     this.#fail({ code: 'disconnected', message });
     this.#teardown();
+  }
+
+  /**
+   * Sends a chat message to everyone, or only to the participant `to` (a sid). Resolves when
+   * the server accepted it (it arrives as a `chat` event too); rejects with the server's error
+   * (`permission_denied` without the publish-data grant, `chat_too_long`, `chat_full`, …).
+   */
+  async sendChat(text, to = null) {
+    if (!this.signaling) throw new Error('not joined');
+    await this.signaling.request('chat', to ? { text, to } : { text });
   }
 
   #teardown() {
