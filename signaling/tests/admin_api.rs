@@ -1588,3 +1588,36 @@ async fn after_sign_out_no_stored_value_is_a_cookie(db: &Db) {
         db.storage.backend()
     );
 }
+
+/// The shell minter in `docs/admin-api.md` makes tokens this server accepts, scoped or not.
+#[tokio::test]
+async fn the_documented_shell_minter_makes_tokens_that_verify() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/admin-api.md"))
+        .unwrap();
+    let after_marker = doc.split("<!-- mint-admin-token -->").nth(1).unwrap();
+    let snippet = after_marker
+        .split("```bash")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let keys = ApiKeys::default();
+    keys.insert("mykey", SECRET.to_vec());
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    for room in [None, Some("standup")] {
+        let script = format!(
+            "{snippet}\nmint_admin_token mykey '{secret}' ops {}",
+            room.unwrap_or("")
+        );
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("bash and openssl are needed to check the documented minter");
+        assert!(output.status.success(), "{output:?}");
+        let token = String::from_utf8(output.stdout).unwrap();
+        let claims = keys.verify_admin(token.trim(), unix_now()).unwrap();
+        assert_eq!(claims.sub, "ops");
+        assert_eq!(claims.room.as_deref(), room);
+        assert!(HOST_SESSION_GRANTS.is_subset_of(&claims.grants));
+    }
+}
