@@ -39,18 +39,29 @@ pub struct SendStats {
     pub retransmitted: u64,
 }
 
-/// `payload` as a slice of `packet` (shared, no copy) when it lies within it, else a copy.
-fn shared_slice(packet: &Bytes, payload: &[u8]) -> Bytes {
-    let (start, end) = (
-        packet.as_ptr() as usize,
-        packet.as_ptr() as usize + packet.len(),
-    );
-    let p = payload.as_ptr() as usize;
-    if !payload.is_empty() && p >= start && p + payload.len() <= end {
-        packet.slice_ref(payload)
-    } else {
-        Bytes::copy_from_slice(payload)
+/// The packet the retransmission history keeps for `payload`, with the payload's range in it:
+/// the shared packet itself when the payload lies within it (always, on the worker's path),
+/// else a copy of the packet's header followed by the payload.
+fn history_packet(packet: &Bytes, header_len: usize, payload: &[u8]) -> (Bytes, u16, u16) {
+    let base = packet.as_ptr() as usize;
+    let start = (payload.as_ptr() as usize).wrapping_sub(base);
+    let end = start.wrapping_add(payload.len());
+    if end <= packet.len()
+        && start <= end
+        && let (Ok(s), Ok(e)) = (u16::try_from(start), u16::try_from(end))
+    {
+        return (packet.clone(), s, e);
     }
+    let header = packet.get(..header_len).unwrap_or(&[]);
+    let mut copy = Vec::with_capacity(header.len() + payload.len());
+    copy.extend_from_slice(header);
+    copy.extend_from_slice(payload);
+    let (s, e) = (header.len(), copy.len());
+    (
+        Bytes::from(copy),
+        u16::try_from(s).unwrap_or(0),
+        u16::try_from(e).unwrap_or(0),
+    )
 }
 
 /// The top simulcast layer's height assumed before any keyframe told the real one.
@@ -476,9 +487,12 @@ impl Consumer {
         self.stats.bytes += payload.len() as u64;
         self.stats.last_timestamp = Some((timestamp, now));
         if let Some(history) = &mut self.history {
+            let (packet, payload_start, payload_end) =
+                history_packet(packet, header.header_len, payload);
             history.insert(StoredPacket {
-                packet: packet.clone(),
-                payload: shared_slice(packet, payload),
+                packet,
+                payload_start,
+                payload_end,
                 vp8_ids,
                 first_sent_at: now,
                 sequence_number,
@@ -509,7 +523,7 @@ impl Consumer {
             .as_mut()?
             .take_for_resend(sequence_number, now, rtt)?;
         let source = RtpHeader::parse(&stored.packet).ok()?;
-        let payload = &stored.payload[..];
+        let payload = stored.payload();
         let ids = &self.extension_ids;
         // The subscriber's own mid and transport-wide sequence number, written by the SFU.
         let mid = mid_element(self.mid_extension, &self.parameters);

@@ -1399,7 +1399,8 @@ pub fn rtx_history(data: &[u8]) {
                 let id = records.len() as u32;
                 buffer.insert(StoredPacket {
                     packet: Bytes::from(id.to_be_bytes().to_vec()),
-                    payload: Bytes::from(id.to_be_bytes().to_vec()),
+                    payload_start: 0,
+                    payload_end: 4,
                     vp8_ids: None,
                     first_sent_at: sent_at,
                     sequence_number: seq,
@@ -1440,6 +1441,7 @@ pub fn rtx_history(data: &[u8]) {
                             "{seq}: not the packet stored last under it"
                         );
                         assert_eq!(p.packet.as_ref(), id.to_be_bytes().as_slice());
+                        assert_eq!(p.payload(), id.to_be_bytes().as_slice());
                         assert_eq!(
                             (p.roc, p.payload_type, p.marker),
                             (id ^ 0xA5A5_A5A5, (id % 128) as u8, id % 2 == 1)

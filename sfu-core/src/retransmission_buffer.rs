@@ -5,14 +5,26 @@
 //! the output sequence number, timestamp, payload type and marker, plus when it was sent and
 //! how often it was resent, so retransmissions stay bounded. Slots are indexed by output
 //! sequence number; entries older than the maximum age are not resent.
+//!
+//! Memory is what a consumer costs (issue 6: at most 64 KiB each), so a slot is compact: the
+//! payload is a range of the shared packet rather than a second `Bytes`, and the last resend
+//! is an offset from the first send. The ring starts small and doubles, up to its bound, only
+//! when a packet would overwrite one still young enough to be resent: it settles at about
+//! `max_age` worth of packets at the stream's rate (256 slots for 1.5 Mbit/s video) instead
+//! of always holding the bound.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::codecs::vp8::Vp8Rewritten;
+
 /// How many times one packet may be retransmitted.
 pub const MAX_RESENDS: u8 = 3;
+
+/// Slots a buffer starts with (it grows from there as the stream's rate needs).
+const INITIAL_SLOTS: usize = 64;
 
 /// One sent packet.
 #[derive(Debug, Clone)]
@@ -20,11 +32,13 @@ pub struct StoredPacket {
     /// The received (decrypted) packet, shared with every other consumer of it (its header
     /// extensions are written again on a resend).
     pub packet: Bytes,
-    /// The payload as forwarded (a slice of `packet`; for a packet that arrived as RTX, without
-    /// the original sequence number).
-    pub payload: Bytes,
+    /// Where the payload as forwarded starts in `packet` (for a packet that arrived as RTX,
+    /// after the original sequence number).
+    pub payload_start: u16,
+    /// Where the payload ends in `packet` (before any RTP padding).
+    pub payload_end: u16,
     /// VP8 ids as first sent, when the consumer rewrites them.
-    pub vp8_ids: Option<crate::codecs::vp8::Vp8Rewritten>,
+    pub vp8_ids: Option<Vp8Rewritten>,
     /// When it was first sent (the history age counts from here).
     pub first_sent_at: Instant,
     /// Output sequence number.
@@ -43,31 +57,123 @@ pub struct StoredPacket {
     pub resends: u8,
 }
 
-/// A fixed-size ring of recently sent packets.
+impl StoredPacket {
+    /// The payload as forwarded (empty if the range does not lie within the packet).
+    pub fn payload(&self) -> &[u8] {
+        self.packet
+            .get(usize::from(self.payload_start)..usize::from(self.payload_end))
+            .unwrap_or(&[])
+    }
+}
+
+/// One slot: a [`StoredPacket`] without the second `Instant` (the last resend is kept as
+/// microseconds after the first send, rounded up so that a resend is never early).
+#[derive(Debug)]
+struct Slot {
+    packet: Bytes,
+    first_sent_at: Instant,
+    vp8_ids: Option<Vp8Rewritten>,
+    roc: u32,
+    timestamp: u32,
+    last_sent_after_micros: u32,
+    payload_start: u16,
+    payload_end: u16,
+    sequence_number: u16,
+    payload_type: u8,
+    marker: bool,
+    resends: u8,
+}
+
+impl Slot {
+    fn sent_at(&self) -> Instant {
+        self.first_sent_at + Duration::from_micros(u64::from(self.last_sent_after_micros))
+    }
+}
+
+fn micros_rounded_up(d: Duration) -> u32 {
+    let micros = d.as_nanos().div_ceil(1_000);
+    u32::try_from(micros).unwrap_or(u32::MAX)
+}
+
+/// A ring of recently sent packets, indexed by sequence number, growing on demand up to a
+/// bound.
 pub struct RetransmissionBuffer {
-    slots: Box<[Option<StoredPacket>]>,
+    slots: Vec<Option<Slot>>,
+    /// The most slots the ring may grow to (a power of two).
+    bound: usize,
     max_age: Duration,
 }
 
 impl RetransmissionBuffer {
-    /// A buffer of `capacity` slots (rounded up to a power of two) keeping packets for `max_age`.
+    /// A buffer of at most `capacity` slots (rounded up to a power of two) keeping packets for
+    /// `max_age`. No slot is allocated before the first packet.
     pub fn new(capacity: usize, max_age: Duration) -> Self {
-        let capacity = capacity.max(1).next_power_of_two().min(32_768);
+        let bound = capacity.max(1).next_power_of_two().min(32_768);
         Self {
-            slots: (0..capacity).map(|_| None).collect(),
+            slots: Vec::new(),
+            bound,
             max_age,
         }
     }
 
     fn index(&self, sequence_number: u16) -> usize {
-        usize::from(sequence_number) & (self.slots.len() - 1)
+        usize::from(sequence_number) & self.slots.len().wrapping_sub(1)
     }
 
-    /// Stores a sent packet, replacing whatever was in its slot.
+    /// Stores a sent packet, replacing whatever was in its slot (after growing the ring if
+    /// that one could still be resent).
     pub fn insert(&mut self, packet: StoredPacket) {
+        if self.slots.is_empty() {
+            self.slots
+                .resize_with(INITIAL_SLOTS.min(self.bound), || None);
+        }
+        while self.slots.len() < self.bound {
+            let i = self.index(packet.sequence_number);
+            let young_neighbour = self.slots.get(i).and_then(Option::as_ref).is_some_and(|s| {
+                s.sequence_number != packet.sequence_number
+                    && packet
+                        .first_sent_at
+                        .saturating_duration_since(s.first_sent_at)
+                        <= self.max_age
+            });
+            if !young_neighbour {
+                break;
+            }
+            self.grow();
+        }
         let i = self.index(packet.sequence_number);
         if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some(packet);
+            *slot = Some(Slot {
+                last_sent_after_micros: micros_rounded_up(
+                    packet
+                        .sent_at
+                        .saturating_duration_since(packet.first_sent_at),
+                ),
+                packet: packet.packet,
+                first_sent_at: packet.first_sent_at,
+                vp8_ids: packet.vp8_ids,
+                roc: packet.roc,
+                timestamp: packet.timestamp,
+                payload_start: packet.payload_start,
+                payload_end: packet.payload_end,
+                sequence_number: packet.sequence_number,
+                payload_type: packet.payload_type,
+                marker: packet.marker,
+                resends: packet.resends,
+            });
+        }
+    }
+
+    /// Doubles the ring. Entries apart in the smaller ring stay apart in the larger one.
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).clamp(1, self.bound);
+        let old = std::mem::take(&mut self.slots);
+        self.slots.resize_with(len, || None);
+        for slot in old.into_iter().flatten() {
+            let i = self.index(slot.sequence_number);
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = Some(slot);
+            }
         }
     }
 
@@ -89,18 +195,42 @@ impl RetransmissionBuffer {
             return None;
         }
         if entry.resends >= MAX_RESENDS
-            || (entry.resends > 0 && now.saturating_duration_since(entry.sent_at) < min_interval)
+            || (entry.resends > 0 && now.saturating_duration_since(entry.sent_at()) < min_interval)
         {
             return None;
         }
         entry.resends += 1;
-        entry.sent_at = now;
-        Some(entry.clone())
+        entry.last_sent_after_micros =
+            micros_rounded_up(now.saturating_duration_since(entry.first_sent_at));
+        Some(StoredPacket {
+            packet: entry.packet.clone(),
+            payload_start: entry.payload_start,
+            payload_end: entry.payload_end,
+            vp8_ids: entry.vp8_ids,
+            first_sent_at: entry.first_sent_at,
+            sequence_number: entry.sequence_number,
+            roc: entry.roc,
+            timestamp: entry.timestamp,
+            payload_type: entry.payload_type,
+            marker: entry.marker,
+            sent_at: now,
+            resends: entry.resends,
+        })
     }
 
-    /// Number of slots.
+    /// The most slots the ring may grow to.
     pub fn capacity(&self) -> usize {
+        self.bound
+    }
+
+    /// Slots allocated now (0 before the first packet; grows up to [`Self::capacity`]).
+    pub fn allocated_slots(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Bytes of the ring itself (the packets it holds are shared and not counted).
+    pub fn footprint(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Option<Slot>>()
     }
 }
 
@@ -112,7 +242,8 @@ mod tests {
     fn stored(seq: u16, at: Instant) -> StoredPacket {
         StoredPacket {
             packet: Bytes::from_static(b"pkt"),
-            payload: Bytes::from_static(b"t"),
+            payload_start: 2,
+            payload_end: 3,
             vp8_ids: None,
             first_sent_at: at,
             sequence_number: seq,
@@ -136,10 +267,9 @@ mod tests {
         for seq in 0u16..100 {
             b.insert(stored(seq, now));
         }
-        assert!(
-            b.take_for_resend(65_535, now, Duration::ZERO).is_some(),
-            "across the wrap"
-        );
+        assert_eq!(b.allocated_slots(), 128, "grown to the bound");
+        let p = b.take_for_resend(65_535, now, Duration::ZERO);
+        assert_eq!(p.map(|p| p.payload().to_vec()), Some(b"t".to_vec()));
         assert!(
             b.take_for_resend(65_500, now, Duration::ZERO).is_none(),
             "overwritten by seq 92"
@@ -149,6 +279,34 @@ mod tests {
             b.take_for_resend(200, now, Duration::ZERO).is_none(),
             "never sent"
         );
+    }
+
+    #[test]
+    fn grows_only_to_what_max_age_needs() {
+        let start = Instant::now();
+        let mut b = RetransmissionBuffer::new(512, Duration::from_secs(1));
+        assert_eq!(b.allocated_slots(), 0, "nothing before the first packet");
+        // 150 packets a second (1.5 Mbit/s of 1200-byte packets) for 10 s.
+        for n in 0u16..1500 {
+            let at = start + Duration::from_micros(u64::from(n) * 6_667);
+            b.insert(stored(n, at));
+        }
+        assert_eq!(
+            b.allocated_slots(),
+            256,
+            "a second of packets fits 256 slots"
+        );
+        let now = start + Duration::from_micros(1499 * 6_667);
+        // Every packet of the last second is still there.
+        for n in 1350u16..1500 {
+            assert!(b.take_for_resend(n, now, Duration::ZERO).is_some(), "{n}");
+        }
+        // 2,000 packets a second: the ring doubles up to its bound and no further.
+        let mut b = RetransmissionBuffer::new(512, Duration::from_secs(1));
+        for n in 0u16..4000 {
+            b.insert(stored(n, start + Duration::from_micros(u64::from(n) * 500)));
+        }
+        assert_eq!(b.allocated_slots(), 512);
     }
 
     #[test]
@@ -167,9 +325,10 @@ mod tests {
             b.take_for_resend(7, now + Duration::from_millis(120), rtt)
                 .is_some()
         );
-        assert!(
-            b.take_for_resend(7, now + Duration::from_millis(240), rtt)
-                .is_some()
+        let p = b.take_for_resend(7, now + Duration::from_millis(240), rtt);
+        assert_eq!(
+            p.map(|p| (p.resends, p.sent_at)),
+            Some((3, now + Duration::from_millis(240)))
         );
         assert!(
             b.take_for_resend(7, now + Duration::from_millis(360), rtt)
@@ -181,6 +340,33 @@ mod tests {
             b.take_for_resend(8, now + Duration::from_secs(2), rtt)
                 .is_none(),
             "too old"
+        );
+    }
+
+    #[test]
+    fn a_resend_is_never_early_by_rounding() {
+        let now = Instant::now();
+        let rtt = Duration::from_millis(100);
+        let mut b = RetransmissionBuffer::new(16, Duration::from_secs(1));
+        b.insert(stored(7, now));
+        let first = now + Duration::from_nanos(1_500);
+        assert!(b.take_for_resend(7, first, rtt).is_some());
+        assert!(
+            b.take_for_resend(7, first + rtt - Duration::from_nanos(1), rtt)
+                .is_none()
+        );
+        assert!(
+            b.take_for_resend(7, first + rtt + Duration::from_micros(1), rtt)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_slot_is_compact() {
+        assert!(
+            std::mem::size_of::<Option<Slot>>() <= 80,
+            "{} bytes",
+            std::mem::size_of::<Option<Slot>>()
         );
     }
 }
