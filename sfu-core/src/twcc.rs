@@ -102,8 +102,10 @@ enum SlotState {
 
 /// Receive side: arrival times of one publisher transport's packets, and the feedback on them.
 ///
-/// Memory is one fixed ring of [`MAX_TRACKED`] entries (16 bytes each) plus scratch buffers
-/// bounded by [`MAX_FEEDBACK_SIZE`]. Each packet is reported as received at most once; a
+/// Memory is one fixed ring of [`MAX_TRACKED`] entries (16 bytes each), allocated with the
+/// first recorded packet (a subscriber's transport never records one, and 64 KiB for nothing
+/// per transport was most of what a subscriber cost), plus scratch buffers bounded by
+/// [`MAX_FEEDBACK_SIZE`]. Each packet is reported as received at most once; a
 /// packet reported as not received that arrives later (and is still within the ring) is
 /// reported as received by a later feedback, like libwebrtc.
 #[derive(Clone)]
@@ -147,7 +149,7 @@ impl TwccRecorder {
     /// An empty recorder; the time base is fixed by the first recorded packet.
     pub fn new() -> Self {
         Self {
-            slots: vec![EMPTY_SLOT; MAX_TRACKED].into_boxed_slice(),
+            slots: Box::default(),
             base: None,
             start: 0,
             end: 0,
@@ -176,7 +178,7 @@ impl TwccRecorder {
 
     /// Records the arrival of a packet whose transport-wide sequence number header extension
     /// (two bytes, big-endian) holds `transport_seq`. Duplicates keep the first arrival;
-    /// packets older than the ring are ignored. Allocates nothing.
+    /// packets older than the ring are ignored. Allocates only the ring, on the first packet.
     pub fn record(&mut self, transport_seq: u16, arrival: Instant) {
         let Some(base) = self.base else {
             self.base = Some(arrival);
@@ -289,6 +291,9 @@ impl TwccRecorder {
     }
 
     fn store(&mut self, ext: u64, ticks: u64) {
+        if self.slots.is_empty() {
+            self.slots = vec![EMPTY_SLOT; MAX_TRACKED].into_boxed_slice();
+        }
         if let Some(slot) = self.slots.get_mut(Self::index(ext)) {
             *slot = Slot { ext, ticks };
         }
@@ -1385,6 +1390,19 @@ mod tests {
             max_out <= (MAX_LATE_SEGMENTS + 1) * MAX_FEEDBACK_SIZE + 3 * MAX_TRACKED,
             "{max_out}"
         );
+    }
+
+    #[test]
+    fn a_recorder_that_never_records_holds_no_ring() {
+        let mut rec = TwccRecorder::new();
+        assert!(
+            rec.slots.is_empty(),
+            "a subscriber's transport pays nothing"
+        );
+        let mut out = Vec::new();
+        assert!(!rec.build_feedback(Instant::now(), SENDER, MEDIA, &mut out));
+        rec.record(7, Instant::now());
+        assert_eq!(rec.slots.len(), MAX_TRACKED);
     }
 
     #[test]
