@@ -1,0 +1,450 @@
+//! Memory per consumer and per transport at steady state (issue 6: at most 64 KiB per
+//! consumer, packet buffers shared).
+//!
+//! **How it measures.** The workspace forbids `unsafe`, and a counting `GlobalAlloc` needs an
+//! `unsafe impl`; the `stats_alloc` crate (a dev-dependency, a thin wrapper over `System`)
+//! provides it, and installing it with `#[global_allocator]` is safe code. Live heap bytes are
+//! `allocated - deallocated + reallocated` as the allocator was asked for them (malloc's own
+//! per-chunk overhead is not included). This is exact and deterministic, unlike RSS, which
+//! depends on the allocator's arenas and on whatever else the process did before.
+//!
+//! **What is counted.** Only the worker: each subscriber is a real [`SimPeer`] that connects
+//! (ICE, DTLS, SRTP) and is then dropped, so the client's state is not charged to the SFU (its
+//! consent checks would only be missed after 30 s, and the run is shorter). The publishers stay
+//! and send VP8-like video at 1.5 Mbit/s (30 frames of five 1200-byte packets a second); what
+//! the worker sends is taken from it and recycled as the driver does, so nothing piles up in
+//! queues. Subscribers negotiate NACK and RTX (so every consumer keeps a retransmission
+//! history) and the mid extension, not transport-cc (no feedback would come back from a
+//! dropped peer).
+//!
+//! Figures (printed with `--nocapture`):
+//! - *per transport*: the worker's growth from connecting one more subscriber transport;
+//! - *per consumer*: the growth from creating the consumers and streaming to them until the
+//!   retransmission histories are full, divided by the consumers: the consumer's own state
+//!   plus its share of the packets the histories keep (shared by every consumer of a producer);
+//! - *all-in per consumer*: everything the worker holds (transports, consumers, producers,
+//!   pools, retained packets) divided by the consumers.
+//!
+//! Two shapes: 10 publishers × 100 subscribers (1,000 consumers on 100 subscriber transports)
+//! and 1 publisher × 1,000 subscribers (1,000 consumers on 1,000 transports).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::alloc::System;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sfu_core::rtp_parameters::extension_uri;
+use sfu_core::sim_peer::{SimPeer, sim_wall_clock};
+use sfu_core::{
+    ProducerId, RouterId, RtcpFeedback, RtpCapabilities, RtpCodecParameters, RtpEncodingParameters,
+    RtpHeaderExtension, RtpParameters, TransportId, WebRtcTransportInfo, WebRtcTransportOptions,
+    Worker, WorkerConfig,
+};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// The counters are process-wide: one scenario at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Issue 6's target.
+const TARGET_PER_CONSUMER: i64 = 64 * 1024;
+
+const VP8_PT: u8 = 96;
+const RTX_PT: u8 = 97;
+const MID_ID: u8 = 4;
+/// 1.5 Mbit/s: 30 frames a second of five packets with 1200-byte payloads.
+const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
+const PACKETS_PER_FRAME: usize = 5;
+const PAYLOAD: usize = 1200;
+/// Subscribers connected at once (each batch is then dropped).
+const BATCH: usize = 50;
+
+fn live_bytes() -> i64 {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
+}
+
+fn worker_addr() -> SocketAddr {
+    "127.0.0.1:4443".parse().unwrap()
+}
+
+fn peer_addr(i: usize) -> SocketAddr {
+    SocketAddr::from((
+        [127, 1 + (i / 60_000) as u8, 0, 1],
+        1024 + (i % 60_000) as u16,
+    ))
+}
+
+fn vp8() -> RtpCodecParameters {
+    RtpCodecParameters {
+        mime_type: "video/VP8".into(),
+        payload_type: VP8_PT,
+        clock_rate: 90_000,
+        channels: None,
+        parameters: vec![],
+        rtcp_feedback: vec![
+            RtcpFeedback::new("nack", ""),
+            RtcpFeedback::new("nack", "pli"),
+            RtcpFeedback::new("ccm", "fir"),
+        ],
+        rtx_payload_type: Some(RTX_PT),
+    }
+}
+
+fn mid_extension() -> RtpHeaderExtension {
+    RtpHeaderExtension {
+        uri: extension_uri::MID.into(),
+        id: MID_ID,
+    }
+}
+
+/// A VP8 payload: descriptor with a 15-bit picture id, then frame bytes.
+fn vp8_payload(picture_id: u16, keyframe: bool) -> Vec<u8> {
+    let mut p = vec![
+        0x90,
+        0x80,
+        0x80 | (picture_id >> 8) as u8 & 0x7f,
+        picture_id as u8,
+    ];
+    if keyframe {
+        p.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02]);
+    } else {
+        p.extend_from_slice(&[0x11, 0x02, 0x00]);
+    }
+    p.resize(PAYLOAD, 0x5a);
+    p
+}
+
+struct Publisher {
+    peer: SimPeer,
+    ssrc: u32,
+    producer: ProducerId,
+    seq: u16,
+    picture_id: u16,
+}
+
+/// The worker alone, with the peers currently taking part; datagrams between them are moved
+/// at once (no loss, no delay), as `SimNetwork` does without links.
+struct Rig {
+    worker: Worker,
+    now: Instant,
+    router: RouterId,
+    next_addr: usize,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let now = Instant::now();
+        let config = WorkerConfig {
+            announced_addresses: vec![worker_addr()],
+            ..WorkerConfig::default()
+        };
+        let mut worker = Worker::new(config, now, sim_wall_clock()).expect("worker");
+        let router = worker.create_router();
+        Self {
+            worker,
+            now,
+            router,
+            next_addr: 0,
+        }
+    }
+
+    fn transport(&mut self, peer: &SimPeer) -> WebRtcTransportInfo {
+        let options = WebRtcTransportOptions {
+            remote_fingerprint: Some(peer.fingerprint()),
+            ..WebRtcTransportOptions::default()
+        };
+        self.worker
+            .create_webrtc_transport(self.now, self.router, options)
+            .expect("transport")
+    }
+
+    fn new_peer(&mut self) -> SimPeer {
+        self.next_addr += 1;
+        SimPeer::new(peer_addr(self.next_addr), self.now).expect("peer")
+    }
+
+    /// Moves datagrams until none is left; what goes to an address without a peer (a
+    /// subscriber already dropped) is recycled like a sent datagram.
+    fn pump(&mut self, peers: &mut [&mut SimPeer]) {
+        loop {
+            let mut moved = 0;
+            while let Some(t) = self.worker.poll_transmit() {
+                moved += 1;
+                if let Some(p) = peers.iter_mut().find(|p| p.addr() == t.destination) {
+                    p.handle_datagram(self.now, &t.contents);
+                }
+                self.worker.recycle(t.contents);
+            }
+            for p in peers.iter_mut() {
+                let source = p.addr();
+                while let Some((_, data)) = p.poll_datagram() {
+                    moved += 1;
+                    self.worker
+                        .handle_datagram(self.now, source, BytesMut::from(&data[..]));
+                }
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Handles every deadline due at `now` (worker and peers).
+    fn fire(&mut self, peers: &mut [&mut SimPeer]) {
+        if self.worker.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.worker.handle_timeout(self.now);
+        }
+        for p in peers.iter_mut() {
+            if p.poll_timeout().is_some_and(|t| t <= self.now) {
+                p.handle_timeout(self.now);
+            }
+        }
+        self.pump(peers);
+    }
+
+    /// Advances virtual time to `target`, handling deadlines on the way.
+    fn advance_to(&mut self, target: Instant, peers: &mut [&mut SimPeer]) {
+        loop {
+            self.pump(peers);
+            let next = peers
+                .iter()
+                .filter_map(|p| p.poll_timeout())
+                .chain(self.worker.poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= target => {
+                    self.now = self.now.max(t);
+                    self.fire(peers);
+                    if t <= self.now && next == Some(t) {
+                        // A deadline that handling did not move: step on.
+                        let still = peers
+                            .iter()
+                            .filter_map(|p| p.poll_timeout())
+                            .chain(self.worker.poll_timeout())
+                            .min();
+                        if still.is_some_and(|s| s <= self.now) {
+                            self.now += Duration::from_millis(1);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(target);
+        self.fire(peers);
+    }
+
+    /// Connects `peers` to their transports; panics if they do not connect within 10 s.
+    fn connect(&mut self, peers: &mut [SimPeer], infos: &[WebRtcTransportInfo]) {
+        for (p, info) in peers.iter_mut().zip(infos) {
+            p.connect(self.now, info).expect("connect");
+        }
+        let deadline = self.now + Duration::from_secs(10);
+        let mut refs: Vec<&mut SimPeer> = peers.iter_mut().collect();
+        loop {
+            self.pump(&mut refs);
+            if refs.iter().all(|p| p.is_connected()) {
+                return;
+            }
+            assert!(self.now < deadline, "peers did not connect");
+            let target = self.now + Duration::from_millis(10);
+            self.advance_to(target, &mut refs);
+        }
+    }
+
+    fn add_publishers(&mut self, n: usize) -> Vec<Publisher> {
+        let mut peers: Vec<SimPeer> = (0..n).map(|_| self.new_peer()).collect();
+        let infos: Vec<_> = peers.iter().map(|p| self.transport(p)).collect();
+        let mut producers = Vec::new();
+        for (i, info) in infos.iter().enumerate() {
+            let ssrc = 0x1000_0000 + i as u32;
+            let params = RtpParameters {
+                mid: Some(i.to_string()),
+                codecs: vec![vp8()],
+                header_extensions: vec![mid_extension()],
+                encodings: vec![RtpEncodingParameters {
+                    ssrc: Some(ssrc),
+                    rtx_ssrc: Some(ssrc + 0x100_0000),
+                    ..Default::default()
+                }],
+                cname: Some(format!("publisher-{i}")),
+            };
+            producers.push((ssrc, self.worker.produce(info.id, params).expect("produce")));
+        }
+        self.connect(&mut peers, &infos);
+        peers
+            .into_iter()
+            .zip(producers)
+            .map(|(peer, (ssrc, producer))| Publisher {
+                peer,
+                ssrc,
+                producer,
+                seq: 0,
+                picture_id: 0,
+            })
+            .collect()
+    }
+
+    /// Connects `n` subscriber transports in batches, dropping each batch's peers once
+    /// connected. Returns the transports and the bytes their creation (before connecting)
+    /// took.
+    fn add_subscribers(
+        &mut self,
+        n: usize,
+        publishers: &mut [Publisher],
+    ) -> (Vec<TransportId>, i64) {
+        let mut transports = Vec::new();
+        let mut created = 0;
+        let mut left = n;
+        while left > 0 {
+            let batch = left.min(BATCH);
+            left -= batch;
+            let mut peers: Vec<SimPeer> = (0..batch).map(|_| self.new_peer()).collect();
+            let before = live_bytes();
+            let infos: Vec<_> = peers.iter().map(|p| self.transport(p)).collect();
+            created += live_bytes() - before;
+            self.connect(&mut peers, &infos);
+            transports.extend(infos.iter().map(|i| i.id));
+            // Publishers answer their consent checks meanwhile.
+            let mut refs: Vec<&mut SimPeer> = publishers.iter_mut().map(|p| &mut p.peer).collect();
+            self.fire(&mut refs);
+        }
+        (transports, created)
+    }
+
+    /// Streams `duration` of video from every publisher.
+    fn stream(&mut self, publishers: &mut [Publisher], duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            for p in publishers.iter_mut() {
+                p.picture_id = (p.picture_id + 1) & 0x7fff;
+                let keyframe = p.picture_id % 60 == 1;
+                let payload = vp8_payload(p.picture_id, keyframe);
+                for k in 0..PACKETS_PER_FRAME {
+                    p.seq = p.seq.wrapping_add(1);
+                    let packet = p
+                        .peer
+                        .protect_rtp(
+                            p.ssrc,
+                            VP8_PT,
+                            p.seq,
+                            u32::from(p.picture_id) * 3000,
+                            k + 1 == PACKETS_PER_FRAME,
+                            &[],
+                            &payload,
+                        )
+                        .expect("protect");
+                    self.worker.handle_datagram(
+                        self.now,
+                        p.peer.addr(),
+                        BytesMut::from(&packet[..]),
+                    );
+                    let mut refs: Vec<&mut SimPeer> = vec![&mut p.peer];
+                    self.pump(&mut refs);
+                }
+            }
+            let target = self.now + FRAME_INTERVAL;
+            let mut refs: Vec<&mut SimPeer> = publishers.iter_mut().map(|p| &mut p.peer).collect();
+            self.advance_to(target, &mut refs);
+        }
+    }
+}
+
+/// What one scenario measured, in bytes.
+#[derive(Debug)]
+struct Footprint {
+    transports: usize,
+    consumers: usize,
+    per_transport: i64,
+    per_transport_before_connecting: i64,
+    per_consumer_created: i64,
+    per_consumer_steady: i64,
+    all_in_per_consumer: i64,
+    forwarded: u64,
+}
+
+fn measure(publishers: usize, subscribers: usize) -> Footprint {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before_worker = live_bytes();
+    let mut rig = Rig::new();
+    let mut pubs = rig.add_publishers(publishers);
+    let with_publishers = live_bytes();
+    let (transports, created) = rig.add_subscribers(subscribers, &mut pubs);
+    let with_transports = live_bytes();
+    let caps = RtpCapabilities {
+        codecs: vec![vp8()],
+        header_extensions: vec![mid_extension()],
+    };
+    let mut consumers = 0;
+    for (i, &t) in transports.iter().enumerate() {
+        for (j, p) in pubs.iter().enumerate() {
+            let mid = (i * publishers + j).to_string();
+            rig.worker
+                .consume(rig.now, t, p.producer, &caps, Some(mid))
+                .expect("consume");
+            consumers += 1;
+        }
+    }
+    let with_consumers = live_bytes();
+    // 512 packets of history per consumer take 3.4 s at 150 packets/s: stream past that.
+    rig.stream(&mut pubs, Duration::from_secs(4));
+    let at_4s = live_bytes();
+    rig.stream(&mut pubs, Duration::from_secs(1));
+    let steady = live_bytes();
+    let forwarded = rig.worker.stats().live.rtp_out;
+    // What the publishers' own (client) state weighs, to leave it out of the all-in figure.
+    let publisher_peers = {
+        let before = live_bytes();
+        drop(pubs);
+        before - live_bytes()
+    };
+    let c = consumers as i64;
+    let footprint = Footprint {
+        transports: transports.len(),
+        consumers,
+        per_transport: (with_transports - with_publishers) / transports.len() as i64,
+        per_transport_before_connecting: created / transports.len() as i64,
+        per_consumer_created: (with_consumers - with_transports) / c,
+        per_consumer_steady: (steady - with_transports) / c,
+        all_in_per_consumer: (steady - before_worker - publisher_peers) / c,
+        forwarded,
+    };
+    println!(
+        "{publishers} publishers x {subscribers} subscribers: {footprint:#?}\n\
+         growth over the last second: {} bytes per consumer",
+        (steady - at_4s) / c
+    );
+    drop(rig);
+    footprint
+}
+
+#[test]
+fn ten_publishers_to_a_hundred_subscribers_fit_64_kib_per_consumer() {
+    let f = measure(10, 100);
+    assert_eq!((f.transports, f.consumers), (100, 1000));
+    assert!(f.forwarded > 700_000, "video flowed: {f:?}");
+    assert!(
+        f.per_consumer_steady <= TARGET_PER_CONSUMER,
+        "consumer state and its share of packets: {f:?}"
+    );
+    assert!(
+        f.all_in_per_consumer <= TARGET_PER_CONSUMER,
+        "everything the worker holds, per consumer: {f:?}"
+    );
+}
+
+#[test]
+fn one_publisher_to_a_thousand_subscribers_fits_64_kib_per_consumer() {
+    let f = measure(1, 1000);
+    assert_eq!((f.transports, f.consumers), (1000, 1000));
+    assert!(f.forwarded > 700_000, "video flowed: {f:?}");
+    assert!(
+        f.per_consumer_steady <= TARGET_PER_CONSUMER,
+        "consumer state and its share of packets: {f:?}"
+    );
+}
