@@ -4,9 +4,16 @@
 //! **How it measures.** The workspace forbids `unsafe`, and a counting `GlobalAlloc` needs an
 //! `unsafe impl`; the `stats_alloc` crate (a dev-dependency, a thin wrapper over `System`)
 //! provides it, and installing it with `#[global_allocator]` is safe code. Live heap bytes are
-//! `allocated - deallocated + reallocated` as the allocator was asked for them (malloc's own
-//! per-chunk overhead is not included). This is exact and deterministic, unlike RSS, which
-//! depends on the allocator's arenas and on whatever else the process did before.
+//! `allocated - deallocated` as the allocator was asked for them (malloc's own per-chunk
+//! overhead is not included). This is exact and deterministic, unlike RSS, which depends on
+//! the allocator's arenas and on whatever else the process did before.
+//!
+//! Two things it cannot see, so the figures are taken as **what closing frees** at steady
+//! state rather than as growth during set-up: memory that aws-lc allocates in C (the AES-GCM
+//! key schedules of each SRTP context, a few hundred bytes each) bypasses the Rust allocator;
+//! and a DTLS handshake leaves the counter about 38 KiB higher although the real heap does not
+//! grow (checked with valgrind's massif: some buffer allocated through Rust is released by C),
+//! so growth measured across handshakes would charge a transport for memory it does not hold.
 //!
 //! **What is counted.** Only the worker: each subscriber is a real [`SimPeer`] that connects
 //! (ICE, DTLS, SRTP) and is then dropped, so the client's state is not charged to the SFU (its
@@ -17,13 +24,12 @@
 //! history) and the mid extension, not transport-cc (no feedback would come back from a
 //! dropped peer).
 //!
-//! Figures (printed with `--nocapture`):
-//! - *per transport*: the worker's growth from connecting one more subscriber transport;
-//! - *per consumer*: the growth from creating the consumers and streaming to them until the
-//!   retransmission histories are full, divided by the consumers: the consumer's own state
-//!   plus its share of the packets the histories keep (shared by every consumer of a producer);
-//! - *all-in per consumer*: everything the worker holds (transports, consumers, producers,
-//!   pools, retained packets) divided by the consumers.
+//! Figures (printed with `--nocapture`), after 5 s of video:
+//! - *per consumer*: what closing every consumer frees, divided by the consumers: the
+//!   consumer's own state, its retransmission history and the packets only the histories still
+//!   held (shared by every consumer of a producer);
+//! - *per transport*: what then closing the subscriber transports frees, per transport;
+//! - *all-in per consumer*: both, per consumer; the 64 KiB target is asserted on it.
 //!
 //! Two shapes: 10 publishers × 100 subscribers (1,000 consumers on 100 subscriber transports)
 //! and 1 publisher × 1,000 subscribers (1,000 consumers on 1,000 transports).
@@ -65,7 +71,7 @@ const BATCH: usize = 50;
 
 fn live_bytes() -> i64 {
     let s = GLOBAL.stats();
-    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
 }
 
 fn worker_addr() -> SocketAddr {
@@ -291,30 +297,22 @@ impl Rig {
     }
 
     /// Connects `n` subscriber transports in batches, dropping each batch's peers once
-    /// connected. Returns the transports and the bytes their creation (before connecting)
-    /// took.
-    fn add_subscribers(
-        &mut self,
-        n: usize,
-        publishers: &mut [Publisher],
-    ) -> (Vec<TransportId>, i64) {
+    /// connected. Returns the transports.
+    fn add_subscribers(&mut self, n: usize, publishers: &mut [Publisher]) -> Vec<TransportId> {
         let mut transports = Vec::new();
-        let mut created = 0;
         let mut left = n;
         while left > 0 {
             let batch = left.min(BATCH);
             left -= batch;
             let mut peers: Vec<SimPeer> = (0..batch).map(|_| self.new_peer()).collect();
-            let before = live_bytes();
             let infos: Vec<_> = peers.iter().map(|p| self.transport(p)).collect();
-            created += live_bytes() - before;
             self.connect(&mut peers, &infos);
             transports.extend(infos.iter().map(|i| i.id));
             // Publishers answer their consent checks meanwhile.
             let mut refs: Vec<&mut SimPeer> = publishers.iter_mut().map(|p| &mut p.peer).collect();
             self.fire(&mut refs);
         }
-        (transports, created)
+        transports
     }
 
     /// Streams `duration` of video from every publisher.
@@ -360,91 +358,104 @@ impl Rig {
 struct Footprint {
     transports: usize,
     consumers: usize,
+    /// Freed by closing every consumer at steady state, per consumer: its state, its history
+    /// ring and the packets only histories still held.
+    per_consumer: i64,
+    /// Freed by then closing every subscriber transport, per transport.
     per_transport: i64,
-    per_transport_before_connecting: i64,
-    per_consumer_created: i64,
-    per_consumer_steady: i64,
+    /// Both, per consumer: everything a consumer and its share of a transport cost.
     all_in_per_consumer: i64,
+    /// Growth per consumer over the last second of streaming (steady state: about 0).
+    last_second_growth: i64,
     forwarded: u64,
 }
 
 fn measure(publishers: usize, subscribers: usize) -> Footprint {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let before_worker = live_bytes();
     let mut rig = Rig::new();
     let mut pubs = rig.add_publishers(publishers);
-    let with_publishers = live_bytes();
-    let (transports, created) = rig.add_subscribers(subscribers, &mut pubs);
-    let with_transports = live_bytes();
+    let transports = rig.add_subscribers(subscribers, &mut pubs);
     let caps = RtpCapabilities {
         codecs: vec![vp8()],
         header_extensions: vec![mid_extension()],
     };
-    let mut consumers = 0;
+    let mut consumers = Vec::new();
     for (i, &t) in transports.iter().enumerate() {
         for (j, p) in pubs.iter().enumerate() {
             let mid = (i * publishers + j).to_string();
-            rig.worker
+            let (id, _) = rig
+                .worker
                 .consume(rig.now, t, p.producer, &caps, Some(mid))
                 .expect("consume");
-            consumers += 1;
+            consumers.push(id);
         }
     }
-    let with_consumers = live_bytes();
-    // 512 packets of history per consumer take 3.4 s at 150 packets/s: stream past that.
+    // A second of history at 150 packets/s fills 256 slots; stream well past that.
     rig.stream(&mut pubs, Duration::from_secs(4));
     let at_4s = live_bytes();
     rig.stream(&mut pubs, Duration::from_secs(1));
     let steady = live_bytes();
     let forwarded = rig.worker.stats().live.rtp_out;
-    // What the publishers' own (client) state weighs, to leave it out of the all-in figure.
-    let publisher_peers = {
-        let before = live_bytes();
-        drop(pubs);
-        before - live_bytes()
-    };
-    let c = consumers as i64;
+    let c = consumers.len() as i64;
+    for &id in &consumers {
+        rig.worker.close_consumer(id).expect("close consumer");
+    }
+    rig.pump(&mut []);
+    let without_consumers = live_bytes();
+    for &t in &transports {
+        rig.worker.close_transport(t);
+    }
+    rig.pump(&mut []);
+    let without_transports = live_bytes();
+    let freed_consumers = steady - without_consumers;
+    let freed_transports = without_consumers - without_transports;
     let footprint = Footprint {
         transports: transports.len(),
-        consumers,
-        per_transport: (with_transports - with_publishers) / transports.len() as i64,
-        per_transport_before_connecting: created / transports.len() as i64,
-        per_consumer_created: (with_consumers - with_transports) / c,
-        per_consumer_steady: (steady - with_transports) / c,
-        all_in_per_consumer: (steady - before_worker - publisher_peers) / c,
+        consumers: consumers.len(),
+        per_consumer: freed_consumers / c,
+        per_transport: freed_transports / transports.len() as i64,
+        all_in_per_consumer: (freed_consumers + freed_transports) / c,
+        last_second_growth: (steady - at_4s) / c,
         forwarded,
     };
-    println!(
-        "{publishers} publishers x {subscribers} subscribers: {footprint:#?}\n\
-         growth over the last second: {} bytes per consumer",
-        (steady - at_4s) / c
-    );
+    println!("{publishers} publishers x {subscribers} subscribers: {footprint:#?}");
+    drop(pubs);
     drop(rig);
     footprint
+}
+
+/// Issue 6's target for what a consumer costs, with its share of its transport.
+fn assert_fits(f: &Footprint) {
+    assert!(f.forwarded > 700_000, "video flowed: {f:?}");
+    assert!(
+        f.last_second_growth.abs() < 1024,
+        "memory still growing at the end: {f:?}"
+    );
+    assert!(
+        f.per_consumer <= TARGET_PER_CONSUMER,
+        "consumer state and its share of packets: {f:?}"
+    );
+    assert!(
+        f.all_in_per_consumer <= TARGET_PER_CONSUMER,
+        "consumer and its share of its transport: {f:?}"
+    );
+    // A subscriber transport once cost 116 KiB (a TWCC ring it never used among it).
+    assert!(
+        f.per_transport <= 32 * 1024,
+        "a subscriber transport: {f:?}"
+    );
 }
 
 #[test]
 fn ten_publishers_to_a_hundred_subscribers_fit_64_kib_per_consumer() {
     let f = measure(10, 100);
     assert_eq!((f.transports, f.consumers), (100, 1000));
-    assert!(f.forwarded > 700_000, "video flowed: {f:?}");
-    assert!(
-        f.per_consumer_steady <= TARGET_PER_CONSUMER,
-        "consumer state and its share of packets: {f:?}"
-    );
-    assert!(
-        f.all_in_per_consumer <= TARGET_PER_CONSUMER,
-        "everything the worker holds, per consumer: {f:?}"
-    );
+    assert_fits(&f);
 }
 
 #[test]
 fn one_publisher_to_a_thousand_subscribers_fits_64_kib_per_consumer() {
     let f = measure(1, 1000);
     assert_eq!((f.transports, f.consumers), (1000, 1000));
-    assert!(f.forwarded > 700_000, "video flowed: {f:?}");
-    assert!(
-        f.per_consumer_steady <= TARGET_PER_CONSUMER,
-        "consumer state and its share of packets: {f:?}"
-    );
+    assert_fits(&f);
 }
