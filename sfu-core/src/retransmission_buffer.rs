@@ -90,8 +90,17 @@ impl Slot {
     }
 }
 
-fn micros_rounded_up(d: Duration) -> u32 {
-    let micros = d.as_nanos().div_ceil(1_000);
+/// `later - earlier` in whole microseconds, rounded up, saturating (no 128-bit division: this
+/// runs for every packet sent).
+fn micros_between(earlier: Instant, later: Instant) -> u32 {
+    if later <= earlier {
+        return 0;
+    }
+    let d = later.duration_since(earlier);
+    let micros = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000)));
     u32::try_from(micros).unwrap_or(u32::MAX)
 }
 
@@ -129,12 +138,12 @@ impl RetransmissionBuffer {
         }
         while self.slots.len() < self.bound {
             let i = self.index(packet.sequence_number);
+            // Compared as instants: this runs for every packet until the ring is at its bound.
             let young_neighbour = self.slots.get(i).and_then(Option::as_ref).is_some_and(|s| {
                 s.sequence_number != packet.sequence_number
-                    && packet
-                        .first_sent_at
-                        .saturating_duration_since(s.first_sent_at)
-                        <= self.max_age
+                    && s.first_sent_at
+                        .checked_add(self.max_age)
+                        .is_none_or(|too_old_after| packet.first_sent_at <= too_old_after)
             });
             if !young_neighbour {
                 break;
@@ -144,11 +153,7 @@ impl RetransmissionBuffer {
         let i = self.index(packet.sequence_number);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(Slot {
-                last_sent_after_micros: micros_rounded_up(
-                    packet
-                        .sent_at
-                        .saturating_duration_since(packet.first_sent_at),
-                ),
+                last_sent_after_micros: micros_between(packet.first_sent_at, packet.sent_at),
                 packet: packet.packet,
                 first_sent_at: packet.first_sent_at,
                 vp8_ids: packet.vp8_ids,
@@ -200,8 +205,7 @@ impl RetransmissionBuffer {
             return None;
         }
         entry.resends += 1;
-        entry.last_sent_after_micros =
-            micros_rounded_up(now.saturating_duration_since(entry.first_sent_at));
+        entry.last_sent_after_micros = micros_between(entry.first_sent_at, now);
         Some(StoredPacket {
             packet: entry.packet.clone(),
             payload_start: entry.payload_start,
