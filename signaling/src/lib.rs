@@ -35,6 +35,7 @@
 pub mod access_token;
 pub mod chat;
 pub mod admin_api;
+pub mod fuzzing;
 pub mod meeting_code;
 pub mod meeting_recorder;
 pub mod metrics;
