@@ -452,6 +452,11 @@ impl Consumer {
         // Kept so that a packet refused below gives its sequence number back (no gap).
         let seq_before = self.vp8.is_some().then(|| self.seq.clone());
         let (sequence_number, roc) = self.seq.rewrite(header.sequence_number);
+        if roc == u32::MAX {
+            // Older than the first packet the subscriber got, across a wrap of the sequence
+            // number: its SRTP index would be negative, so no receiver could decrypt it.
+            return None;
+        }
         let timestamp = self.timestamps.rewrite(header.timestamp);
         let outgoing = OutgoingHeader {
             marker: header.marker,
@@ -749,6 +754,29 @@ mod tests {
         let h = RtpHeader::parse(&p).unwrap();
         assert!(
             c.write_packet(Instant::now(), 0, None, &h, &p, b"x", &mut out)
+                .is_none()
+        );
+        // Reordered before the first packet (out 100): 50 before is sent on ROC 0…
+        let at = |input: u16| {
+            let mut q = p.to_vec();
+            q[1] = 111;
+            q[2..4].copy_from_slice(&input.to_be_bytes());
+            Bytes::from(q)
+        };
+        let q = at(5u16.wrapping_sub(50));
+        let h = RtpHeader::parse(&q).unwrap();
+        let (_, roc) = c
+            .write_packet(Instant::now(), 0, None, &h, &q, b"opus", &mut out)
+            .unwrap();
+        assert_eq!(
+            (RtpHeader::parse(&out).unwrap().sequence_number, roc),
+            (50, 0)
+        );
+        // …but 200 before crosses the wrap and would need SRTP index -1: not sent.
+        let q = at(5u16.wrapping_sub(200));
+        let h = RtpHeader::parse(&q).unwrap();
+        assert!(
+            c.write_packet(Instant::now(), 0, None, &h, &q, b"opus", &mut out)
                 .is_none()
         );
     }
