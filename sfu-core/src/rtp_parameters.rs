@@ -234,10 +234,21 @@ impl RtpParameters {
                 *slot = true;
             }
         }
+        let mut ids = [false; 256];
         for e in &self.header_extensions {
             if e.id == 0 || e.id == 15 {
                 return Err(RtpParametersError::Invalid(format!(
                     "extension id {}",
+                    e.id
+                )));
+            }
+            // RFC 8285: one id names one extension; a second one would be read as the first.
+            if ids
+                .get_mut(usize::from(e.id))
+                .is_some_and(|seen| std::mem::replace(seen, true))
+            {
+                return Err(RtpParametersError::Invalid(format!(
+                    "duplicate extension id {}",
                     e.id
                 )));
             }
@@ -438,6 +449,22 @@ mod tests {
             dup.validate_for_producer(),
             Err(RtpParametersError::Invalid(_))
         ));
+        let dup_extension = RtpParameters {
+            header_extensions: [extension_uri::MID, extension_uri::VIDEO_ORIENTATION]
+                .into_iter()
+                .map(|uri| RtpHeaderExtension {
+                    uri: uri.into(),
+                    id: 4,
+                })
+                .collect(),
+            ..producer.clone()
+        };
+        assert_eq!(
+            dup_extension.validate_for_producer(),
+            Err(RtpParametersError::Invalid(
+                "duplicate extension id 4".into()
+            ))
+        );
         let nothing = RtpParameters {
             encodings: vec![RtpEncodingParameters::default()],
             ..producer

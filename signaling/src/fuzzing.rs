@@ -696,6 +696,15 @@ fn check_answer(offer: &RemoteDescription, accepted: &[Option<RtpParameters>], a
         match params {
             Some(p) => {
                 assert!(!ours.rejected, "accepted section {} rejected", ours.mid);
+                // RFC 8285: one id names one extension, or the receiver reads the wrong one.
+                for (i, e) in p.header_extensions.iter().enumerate() {
+                    let again = p
+                        .header_extensions
+                        .iter()
+                        .skip(i + 1)
+                        .find(|o| o.id == e.id);
+                    assert!(again.is_none(), "extmap id {} used twice:\n{answer}", e.id);
+                }
                 assert_eq!(ours.direction, Direction::RecvOnly);
                 assert_eq!(ours.codecs, p.codecs, "codecs of {}:\n{answer}", ours.mid);
                 assert_eq!(
@@ -1323,6 +1332,10 @@ fn sdp_seeds() -> Vec<Seed> {
         seed(
             "refused-duplicate-payload-type.sdp",
             offer_with(|o| o.replace("SAVPF 96 97 102 103", "SAVPF 96 97 96 103")),
+        ),
+        seed(
+            "refused-duplicate-extension-id.sdp",
+            offer_with(|o| o.replace("a=extmap:13 urn:3gpp", "a=extmap:4 urn:3gpp")),
         ),
         seed(
             "unparsed-no-fingerprint.sdp",
