@@ -995,6 +995,15 @@ impl Worker {
                 &mut self.paced_drops,
             );
         }
+        self.repair_paced_drops(now);
+    }
+
+    /// Asks for a keyframe for every consumer whose video a pacer dropped (its subscriber's
+    /// decoder lost frames it references).
+    fn repair_paced_drops(&mut self, now: Instant) {
+        if self.paced_drops.is_empty() {
+            return;
+        }
         let broken = std::mem::take(&mut self.paced_drops);
         for cid in &broken {
             if let Some(c) = self.consumers.get(cid) {
@@ -1821,17 +1830,7 @@ impl Worker {
         if need_keyframe {
             self.request_stream_keyframe(now, binding.producer, Some(binding.stream));
         }
-        if !self.paced_drops.is_empty() {
-            let broken = std::mem::take(&mut self.paced_drops);
-            for cid in &broken {
-                if let Some(c) = self.consumers.get(cid) {
-                    let (producer, stream) = (c.producer, c.current_stream());
-                    self.request_stream_keyframe(now, producer, stream);
-                }
-            }
-            self.paced_drops = broken;
-            self.paced_drops.clear();
-        }
+        self.repair_paced_drops(now);
         if !was_active
             && self
                 .producers
