@@ -33,8 +33,8 @@
 //! ```
 
 pub mod access_token;
-pub mod chat;
 pub mod admin_api;
+pub mod chat;
 pub mod fuzzing;
 pub mod meeting_code;
 pub mod meeting_recorder;
