@@ -300,8 +300,10 @@ fn run(profiles: Vec<SrtpProfile>, expected: SrtpProfile) {
                 let mut api = peers[0].rtc.direct_api();
                 let seq = SeqNo::from(65_436u64 + u64::from(sent_index));
                 if let Some(tx) = api.stream_tx(&Ssrc::from(AUDIO_SSRC)) {
-                    let mut ext = str0m::rtp::ExtensionValues::default();
-                    ext.audio_level = Some(-30);
+                    let ext = str0m::rtp::ExtensionValues {
+                        audio_level: Some(-30),
+                        ..Default::default()
+                    };
                     let w = RtpWrite::new(
                         111.into(),
                         seq,

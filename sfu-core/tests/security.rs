@@ -468,7 +468,9 @@ fn a_publisher_cannot_send_undeclared_streams_or_inject_into_another_participant
 
     let before = room.net.worker().drops().clone();
     let now = room.net.now();
-    let attempts: Vec<(u32, u8, Vec<(u8, Vec<u8>)>)> = vec![
+    // (SSRC, payload type, header extensions) of each attempt.
+    type Attempt = (u32, u8, Vec<(u8, Vec<u8>)>);
+    let attempts: Vec<Attempt> = vec![
         (0x9999_0001, OPUS_PT, vec![]), // undeclared SSRC, no mid
         (0x9999_0002, OPUS_PT, vec![(PUB_MID_ID, b"7".to_vec())]), // a mid A never declared
         (0x9999_0003, VP8_PT, vec![(PUB_MID_ID, b"1".to_vec())]), // A's mid-only track is already bound

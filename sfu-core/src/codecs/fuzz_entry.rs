@@ -431,7 +431,8 @@ mod tests {
 
     #[test]
     fn targets_accept_arbitrary_inputs() {
-        let targets: [(&str, fn(&[u8])); 5] = [
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 5] = [
             ("vp8", vp8),
             ("h264", h264),
             ("vp9", vp9),
