@@ -27,7 +27,7 @@ fi
 
 echo -n "sweep,run," > "$CSV"
 # The header line comes from the binary itself, so columns never drift from the code.
-"$BIN" -s 1 -r 10 -d 0.2 --warmup 0 -q --csv --csv-header | head -1 >> "$CSV"
+"$BIN" -s 1 -r 10 -d 0.2 --warmup 0 -q --csv --csv-header | sed -n 1p >> "$CSV"
 
 point() { # sweep-name run args...
   local name=$1 run=$2; shift 2

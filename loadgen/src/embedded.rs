@@ -31,6 +31,7 @@ use tokio::net::UdpSocket;
 
 use crate::client::{ClientIdentity, Handshake, IceCredentials, Session};
 use crate::histogram::LatencyHistogram;
+use crate::pacing::{SendSchedule, gso_batch};
 use crate::payload;
 use crate::proc_stats;
 use crate::report::{Report, UdpCounters};
@@ -54,8 +55,9 @@ const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
 /// Publisher pacing tick: each tick sends what the rate says is due, as one GSO burst per
 /// publisher.
 const PACING_TICK: Duration = Duration::from_millis(1);
-/// Most packets one publisher sends in one burst (a catch-up after a late tick is capped).
-const MAX_BURST: usize = 64;
+/// How far a publisher may fall behind its schedule before it gives packets up (counted and
+/// reported) instead of catching up: a longer catch-up burst would only overflow sockets.
+const MAX_LAG: Duration = Duration::from_millis(50);
 /// After the window closes, how long to wait without progress for stragglers.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 /// Longest drain.
@@ -392,89 +394,140 @@ struct Publisher {
     srtp: SrtpContext,
     index: u32,
     ssrc: u32,
+    /// What the rate says is due, what was built and what was given up.
+    schedule: SendSchedule,
+    /// Counter of the next packet to build: every counter below it was built exactly once.
     next_counter: u64,
     sent: u64,
     bytes: u64,
-    /// Packets built but refused by the socket (never on the wire).
+    /// Built, protected datagrams the socket did not take yet (it was full), in counter
+    /// order: they go before any new packet, so what reaches the wire stays consecutive.
+    pending: Vec<u8>,
+    /// Datagrams at the front of `pending` already sent.
+    pending_sent: usize,
+    /// Where one packet is built before it joins `pending` (reused: no allocation per packet).
+    scratch: Vec<u8>,
+    /// Packets built but refused by the socket with an error (never on the wire).
     unsent: u64,
     unsent_in_window: u64,
-    gso_supported: bool,
 }
 
 impl Publisher {
-    /// Builds and sends `count` packets as one burst.
-    fn send_burst(
-        &mut self,
-        count: usize,
-        packet_size: usize,
-        shared: &Shared,
-        burst: &mut Vec<u8>,
-    ) {
-        burst.clear();
-        let tag = self.srtp.profile().rtp_tag_len();
-        let datagram = RTP_HEADER + packet_size + tag;
-        let mut scratch = Vec::with_capacity(datagram);
+    fn new(endpoint: Rc<Endpoint>, srtp: SrtpContext, index: u32, ssrc: u32, rate: f64) -> Self {
+        Self {
+            endpoint,
+            srtp,
+            index,
+            ssrc,
+            schedule: SendSchedule::new(rate, MAX_LAG),
+            next_counter: 0,
+            sent: 0,
+            bytes: 0,
+            pending: Vec::new(),
+            pending_sent: 0,
+            scratch: Vec::with_capacity(MAX_DATAGRAM),
+            unsent: 0,
+            unsent_in_window: 0,
+        }
+    }
+
+    /// Datagrams built but not yet on the wire.
+    fn pending_count(&self, datagram: usize) -> u64 {
+        (self.pending.len() / datagram.max(1)).saturating_sub(self.pending_sent) as u64
+    }
+
+    /// Counter of the first packet not yet on the wire.
+    fn first_unsent(&self, datagram: usize) -> u64 {
+        self.next_counter - self.pending_count(datagram)
+    }
+
+    /// Sends what the schedule says is due by `elapsed`: first what the socket refused
+    /// last time, then new packets in GSO bursts. Stops when the socket is full (what it
+    /// did not take waits in `pending`).
+    fn pump(&mut self, elapsed: Duration, packet_size: usize, shared: &Shared) {
+        let datagram = RTP_HEADER + packet_size + self.srtp.profile().rtp_tag_len();
+        if !self.flush(datagram, shared) {
+            return;
+        }
+        let mut owed = self.schedule.owed(elapsed);
+        while owed > 0 {
+            let batch = gso_batch(datagram, self.endpoint.state.max_gso_segments());
+            let n = owed.min(batch as u64);
+            self.build(n, packet_size, shared);
+            owed -= n;
+            if !self.flush(datagram, shared) {
+                return;
+            }
+        }
+    }
+
+    /// Builds and protects `count` packets into `pending`, taking consecutive counters.
+    fn build(&mut self, count: u64, packet_size: usize, shared: &Shared) {
+        self.schedule.built(count);
+        let packet = &mut self.scratch;
         for _ in 0..count {
             let counter = self.next_counter;
-            self.next_counter += 1;
             let seq = counter as u16;
             let roc = (counter >> 16) as u32;
-            scratch.clear();
-            scratch.push(0x80);
+            packet.clear();
+            packet.push(0x80);
             // A video frame is five packets; the marker ends it.
-            scratch.push(if counter % 5 == 4 {
+            packet.push(if counter % 5 == 4 {
                 0x80 | VIDEO_PT
             } else {
                 VIDEO_PT
             });
-            scratch.extend_from_slice(&seq.to_be_bytes());
-            scratch.extend_from_slice(&((counter / 5 * 3000) as u32).to_be_bytes());
-            scratch.extend_from_slice(&self.ssrc.to_be_bytes());
-            scratch.resize(RTP_HEADER + packet_size, 0);
-            if let Some(body) = scratch.get_mut(RTP_HEADER..) {
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&((counter / 5 * 3000) as u32).to_be_bytes());
+            packet.extend_from_slice(&self.ssrc.to_be_bytes());
+            packet.resize(RTP_HEADER + packet_size, 0);
+            if let Some(body) = packet.get_mut(RTP_HEADER..) {
                 payload::write(body, self.index, counter, shared.now_ns());
             }
-            if self
-                .srtp
-                .protect_rtp(&mut scratch, RTP_HEADER, roc)
-                .is_err()
-            {
-                self.unsent += 1;
-                continue;
+            if self.srtp.protect_rtp(packet, RTP_HEADER, roc).is_err() {
+                // Cannot happen for a well-formed packet; the counter is not taken, so the
+                // stream on the wire has no gap.
+                return;
             }
-            burst.extend_from_slice(&scratch);
+            self.pending.extend_from_slice(packet);
+            self.next_counter += 1;
         }
-        let built = burst.len() / datagram;
-        let sent_ok = |p: &mut Self, n: usize| {
-            p.sent += n as u64;
-            p.bytes += (n * datagram) as u64;
-        };
-        let mut failed = 0;
-        if self.gso_supported && built > 1 {
-            if self.endpoint.try_send(burst, Some(datagram)).is_ok() {
-                sent_ok(self, built);
-            } else {
-                failed = built;
-            }
-        } else {
-            for d in burst.chunks(datagram) {
-                if self.endpoint.try_send(d, None).is_ok() {
-                    sent_ok(self, 1);
-                } else {
-                    failed += 1;
+    }
+
+    /// Sends `pending` in GSO bursts. False when the socket was full (the rest stays).
+    fn flush(&mut self, datagram: usize, shared: &Shared) -> bool {
+        let total = self.pending.len() / datagram.max(1);
+        while self.pending_sent < total {
+            let segments = self.endpoint.state.max_gso_segments();
+            let n = gso_batch(datagram, segments).min(total - self.pending_sent);
+            let from = self.pending_sent * datagram;
+            let Some(burst) = self.pending.get(from..from + n * datagram) else {
+                break;
+            };
+            let result = self.endpoint.try_send(burst, (n > 1).then_some(datagram));
+            match result {
+                Ok(()) => {
+                    self.sent += n as u64;
+                    self.bytes += (n * datagram) as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => {
+                    // Lost on our side, and said so: not expected at the subscribers.
+                    self.unsent += n as u64;
+                    let window = shared
+                        .window_start
+                        .get(self.index as usize)
+                        .map_or(u64::MAX, Cell::get);
+                    let first = self.next_counter - (total - self.pending_sent) as u64;
+                    let in_window = (first..first + n as u64).filter(|c| *c >= window).count();
+                    self.unsent_in_window += in_window as u64;
                 }
             }
+            self.pending_sent += n;
         }
-        if failed > 0 {
-            self.unsent += failed as u64;
-            let window = shared
-                .window_start
-                .get(self.index as usize)
-                .map_or(u64::MAX, Cell::get);
-            if self.next_counter > window {
-                self.unsent_in_window += failed as u64;
-            }
-        }
+        self.pending.clear();
+        self.pending_sent = 0;
+        true
     }
 }
 
@@ -762,36 +815,21 @@ async fn publisher_receive_loop(
     }
 }
 
-/// Paces every publisher: each tick, each sends what its rate says is due by now.
+/// Paces every publisher: each tick, each sends what its schedule says is due by now.
 async fn sender_loop(
     publishers: Rc<RefCell<Vec<Publisher>>>,
-    rate: f64,
     packet_size: usize,
     shared: Rc<Shared>,
     running: Rc<Cell<bool>>,
 ) {
     let start = Instant::now();
-    let mut burst = Vec::with_capacity(MAX_BURST * MAX_DATAGRAM);
     let mut ticker = tokio::time::interval(PACING_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut credited = 0u64;
     while running.get() {
         ticker.tick().await;
-        let due_total = (start.elapsed().as_secs_f64() * rate) as u64;
-        let due = due_total.saturating_sub(credited);
-        if due == 0 {
-            continue;
-        }
-        // A late tick (the thread was busy) is caught up, but in bounded bursts.
-        let due = (due as usize).min(MAX_BURST);
-        credited += due as u64;
-        if due_total > credited + (rate as u64).max(1) {
-            // More than a second behind: the load generator cannot keep up; skip ahead rather
-            // than burst without end.
-            credited = due_total;
-        }
+        let elapsed = start.elapsed();
         for p in publishers.borrow_mut().iter_mut() {
-            p.send_burst(due, packet_size, &shared, &mut burst);
+            p.pump(elapsed, packet_size, &shared);
         }
     }
 }
@@ -920,18 +958,13 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
     let publisher_feedback = Rc::new(Cell::new(0u64));
     for (i, ((endpoint, _), session)) in pub_clients.iter().zip(pub_sessions).enumerate() {
         consent.push((endpoint.clone(), session.ice));
-        publishers.push(Publisher {
-            endpoint: endpoint.clone(),
-            srtp: session.srtp_out,
-            index: i as u32,
-            ssrc: pub_meta.get(i).copied().unwrap_or_default(),
-            next_counter: 0,
-            sent: 0,
-            bytes: 0,
-            unsent: 0,
-            unsent_in_window: 0,
-            gso_supported: gso,
-        });
+        publishers.push(Publisher::new(
+            endpoint.clone(),
+            session.srtp_out,
+            i as u32,
+            pub_meta.get(i).copied().unwrap_or_default(),
+            config.packet_rate,
+        ));
         tasks.push(tokio::task::spawn_local(publisher_receive_loop(
             endpoint.clone(),
             publisher_feedback.clone(),
@@ -970,12 +1003,12 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
     let running = Rc::new(Cell::new(true));
     let sender = tokio::task::spawn_local(sender_loop(
         publishers.clone(),
-        config.packet_rate,
         config.packet_size,
         shared.clone(),
         running.clone(),
     ));
 
+    let datagram_len = RTP_HEADER + config.packet_size + config.srtp_profile.rtp_tag_len();
     // Warm-up, then the window opens: from here on packets count.
     let offered = config.offered_out_rate();
     progress_phase(
@@ -990,10 +1023,18 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
     for (p, start) in publishers.borrow().iter().zip(&shared.window_start) {
         start.set(p.next_counter);
     }
+    let given_up_before: u64 = publishers
+        .borrow()
+        .iter()
+        .map(|p| p.schedule.given_up)
+        .sum();
     shared.latency.borrow_mut().clear();
     let base = totals(&publishers.borrow(), &subscribers);
     let udp_before = UdpCounters::read();
-    let sfu_cpu_before = proc_stats::cpu_of_threads_except(&excluded);
+    // The SFU is the worker thread: counting "every other thread" would also count (and,
+    // when they exit, subtract) threads of whoever else runs in this process, e.g. tests.
+    let sfu_tids: Vec<u32> = worker_tid.into_iter().collect();
+    let sfu_cpu_before = proc_stats::cpu_of_threads(&sfu_tids);
     let own_cpu_before = own_tid.and_then(proc_stats::thread_cpu).unwrap_or_default();
     let window_opened = Instant::now();
     progress_phase(
@@ -1009,8 +1050,20 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
     let _ = sender.await;
     let window = window_opened.elapsed();
     let sent_end = totals(&publishers.borrow(), &subscribers);
-    let sfu_cpu_sending = proc_stats::cpu_of_threads_except(&excluded).since(&sfu_cpu_before);
-    let window_end: Vec<u64> = publishers.borrow().iter().map(|p| p.next_counter).collect();
+    let sfu_cpu_sending = proc_stats::cpu_of_threads(&sfu_tids).since(&sfu_cpu_before);
+    // Packets still waiting in a full socket's queue at the end never go out: the window
+    // ends at the first of them.
+    let window_end: Vec<u64> = publishers
+        .borrow()
+        .iter()
+        .map(|p| p.first_unsent(datagram_len))
+        .collect();
+    let given_up: u64 = publishers
+        .borrow()
+        .iter()
+        .map(|p| p.schedule.given_up)
+        .sum::<u64>()
+        - given_up_before;
 
     // Drain: wait for stragglers until quiet.
     let drain_started = Instant::now();
@@ -1024,7 +1077,7 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
             quiet_since = Instant::now();
         }
     }
-    let sfu_cpu = proc_stats::cpu_of_threads_except(&excluded).since(&sfu_cpu_before);
+    let sfu_cpu = proc_stats::cpu_of_threads(&sfu_tids).since(&sfu_cpu_before);
     let own_cpu = own_tid
         .and_then(proc_stats::thread_cpu)
         .unwrap_or_default()
@@ -1076,7 +1129,7 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
         report.rtcp_received += s.rtcp;
     }
     let secs = window.as_secs_f64();
-    let datagram = (RTP_HEADER + config.packet_size + config.srtp_profile.rtp_tag_len()) as f64;
+    let datagram = datagram_len as f64;
     let sent = sent_end.sent - base.sent;
     report.rooms = config.rooms;
     report.publishers = config.rooms * config.publishers;
@@ -1102,6 +1155,8 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
         report.lost as f64 * 100.0 / expected as f64
     };
     report.unsent = publishers.iter().map(|p| p.unsent).sum();
+    report.given_up = given_up;
+    report.offered_in_pps = config.packet_rate * publishers.len() as f64;
     let latency = shared.latency.borrow();
     report.latency_samples = latency.count();
     report.latency_p50_us = latency.percentile(50.0);
@@ -1131,6 +1186,7 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
     report.publisher_feedback = publisher_feedback.get();
     report.udp = udp_after.since(&udp_before);
     report.pinning = pinning;
+    report.check_offered_rate();
     report.worker_tid = worker_tid.unwrap_or(0);
     report.gso = gso;
     report.gro_segments = gro;

@@ -23,6 +23,7 @@
 pub mod client;
 pub mod embedded;
 pub mod histogram;
+pub mod pacing;
 pub mod payload;
 pub mod proc_stats;
 pub mod report;

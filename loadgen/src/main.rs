@@ -1,5 +1,6 @@
 //! `sfu-loadgen`: the command line of the load generator. See `docs/load-generator.md`.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -116,23 +117,33 @@ fn main() -> ExitCode {
     };
     match run(&config) {
         Ok(report) => {
-            if args.json {
+            let out = if args.json {
                 match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
+                    Ok(s) => s + "\n",
                     Err(e) => {
                         eprintln!("sfu-loadgen: JSON: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
             } else if args.csv {
+                let row = report.csv_row();
                 if args.csv_header {
-                    println!("{}", Report::csv_header());
+                    format!("{}\n{row}\n", Report::csv_header())
+                } else {
+                    row + "\n"
                 }
-                println!("{}", report.csv_row());
             } else {
-                print!("{}", report.table());
+                report.table()
+            };
+            // A reader that stops early (`| head -1`) is not an error of the run.
+            match std::io::stdout().write_all(out.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sfu-loadgen: stdout: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("sfu-loadgen: {e}");

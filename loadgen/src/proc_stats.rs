@@ -77,16 +77,12 @@ pub fn threads() -> Vec<u32> {
         .collect()
 }
 
-/// Summed CPU time of this process's threads other than `excluded` (the SFU's share when the
-/// load generator runs the SFU in-process: every thread that is not the load generator's).
-pub fn cpu_of_threads_except(excluded: &[u32]) -> CpuTime {
+/// Summed CPU time of the threads `tids` of this process (those that have exited count
+/// nothing: callers measure threads that live through the measurement).
+pub fn cpu_of_threads(tids: &[u32]) -> CpuTime {
     let mut sum = CpuTime::default();
-    for tid in threads() {
-        if !excluded.contains(&tid)
-            && let Some(t) = thread_cpu(tid)
-        {
-            sum.add(t);
-        }
+    for t in tids.iter().filter_map(|tid| thread_cpu(*tid)) {
+        sum.add(t);
     }
     sum
 }

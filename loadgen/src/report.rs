@@ -98,6 +98,16 @@ pub struct Report {
     pub loss_pct: f64,
     /// Packets the load generator's own sockets refused (not counted as expected).
     pub unsent: u64,
+    /// Packets per second the publishers were asked to send, all together.
+    pub offered_in_pps: f64,
+    /// Packets the publishers' schedules gave up in the window because the load generator
+    /// fell behind (never built, never sent: the sequence numbers on the wire stay
+    /// consecutive).
+    pub given_up: u64,
+    /// How far the rate sent fell short of the rate offered, percent (0 when met).
+    pub in_shortfall_pct: f64,
+    /// What the reader must know before trusting the figures (the offered rate was not met).
+    pub warnings: Vec<String>,
     /// Packets received twice (by counter, or refused as replays by SRTP).
     pub duplicates: u64,
     /// Packets that arrived after a later one.
@@ -180,7 +190,48 @@ fn thousands(v: f64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
+/// A shortfall of the rate sent below the rate offered that is worth a warning, percent.
+/// The schedule is exact over the window (it integrates the rate), so only a load generator
+/// that could not keep up falls short by more than the last tick's packets.
+pub const SHORTFALL_WARNING_PCT: f64 = 2.0;
+
 impl Report {
+    /// Sets [`Self::in_shortfall_pct`] from the rates offered and sent, and adds a warning
+    /// when the load generator did not send what was asked (the run then measured a lower
+    /// load than its configuration says).
+    pub fn check_offered_rate(&mut self) {
+        self.in_shortfall_pct = if self.offered_in_pps > 0.0 {
+            ((self.offered_in_pps - self.in_pps) / self.offered_in_pps * 100.0).max(0.0)
+        } else {
+            0.0
+        };
+        if self.in_shortfall_pct > SHORTFALL_WARNING_PCT || self.given_up > 0 {
+            let busy = if self.window_s > 0.0 {
+                self.loadgen_cpu_s / self.window_s
+            } else {
+                0.0
+            };
+            let why = if busy > 0.9 {
+                format!(
+                    "its thread was busy {:.0} % of the window (a release build, fewer \
+                     subscribers, or a machine with a core to spare for it)",
+                    busy * 100.0
+                )
+            } else {
+                "its sockets or the scheduler held it back".to_owned()
+            };
+            self.warnings.push(format!(
+                "offered {} pkt/s to the SFU but sent {} pkt/s ({:.1} % short, {} packets \
+                 given up): the load generator could not keep up, so every figure is for the \
+                 rate sent; {why}",
+                thousands(self.offered_in_pps),
+                thousands(self.in_pps),
+                self.in_shortfall_pct,
+                thousands(self.given_up as f64),
+            ));
+        }
+    }
+
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut rows: Vec<(&str, String)> = vec![
@@ -214,8 +265,9 @@ impl Report {
             (
                 "in (to SFU)",
                 format!(
-                    "{} pkt/s, {:.1} Mbit/s ({} packets)",
+                    "{} pkt/s of {} offered, {:.1} Mbit/s ({} packets)",
                     thousands(self.in_pps),
+                    thousands(self.offered_in_pps),
                     self.in_mbps,
                     thousands(self.packets_in as f64)
                 ),
@@ -316,6 +368,9 @@ impl Report {
                 .join(", ");
             rows.push(("SFU drops", drops));
         }
+        for w in &self.warnings {
+            rows.push(("WARNING", w.clone()));
+        }
         let width = rows
             .iter()
             .map(|(k, _)| k.chars().count())
@@ -330,13 +385,13 @@ impl Report {
 
     /// The CSV header matching [`Self::csv_row`].
     pub fn csv_header() -> &'static str {
-        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes"
+        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes,offered_in_pps,given_up,in_shortfall_pct"
     }
 
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{}",
+            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{},{:.0},{},{:.2}",
             self.rooms,
             self.publishers,
             self.subscribers,
@@ -354,7 +409,10 @@ impl Report {
             self.sfu_cpu_util,
             self.forwarded_per_cpu_s,
             self.rss_bytes,
-            self.rss_per_consumer_bytes
+            self.rss_per_consumer_bytes,
+            self.offered_in_pps,
+            self.given_up,
+            self.in_shortfall_pct
         )
     }
 }
@@ -382,6 +440,39 @@ mod tests {
         assert_eq!(thousands(1234567.4), "1,234,567");
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(0.0), "0");
+    }
+
+    #[test]
+    fn a_rate_not_met_is_said_plainly() {
+        let mut met = Report {
+            offered_in_pps: 1000.0,
+            in_pps: 995.0,
+            ..Report::default()
+        };
+        met.check_offered_rate();
+        assert!(met.warnings.is_empty(), "{:?}", met.warnings);
+        assert!((met.in_shortfall_pct - 0.5).abs() < 1e-9);
+
+        let mut short = Report {
+            offered_in_pps: 300_000.0,
+            in_pps: 120_000.0,
+            given_up: 900,
+            ..Report::default()
+        };
+        short.check_offered_rate();
+        assert!((short.in_shortfall_pct - 60.0).abs() < 1e-9);
+        assert_eq!(short.warnings.len(), 1);
+        assert!(
+            short.warnings[0].contains("300,000"),
+            "{:?}",
+            short.warnings
+        );
+        assert!(short.table().contains("WARNING"));
+        assert!(
+            short.csv_row().ends_with(",300000,900,60.00"),
+            "{}",
+            short.csv_row()
+        );
     }
 
     #[test]

@@ -145,3 +145,62 @@ fn bad_configurations_are_refused_with_a_reason() {
     };
     assert!(matches!(run(&tiny), Err(RunError::Config(_))));
 }
+
+/// One publisher at a rate whose 1 ms bursts no longer fit one GSO send (60 packets of 1228
+/// bytes is 72 KiB, over the 64 KiB a `sendmsg` may carry). The old sender built such bursts,
+/// the kernel refused them, and the counters it had taken left gaps of thousands of sequence
+/// numbers: almost nothing arrived, and at higher rates the SFU's SRTP index estimate broke
+/// (`srtp_auth_fail`). Now every packet built reaches the wire with consecutive sequence
+/// numbers, and whatever a debug build cannot send is reported as given up, not hidden.
+#[test]
+fn a_fast_publisher_sends_consecutive_packets_and_says_what_it_could_not_send() {
+    let config = LoadConfig {
+        packet_rate: 60_000.0,
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(1),
+        verify_every: 16,
+        ..low_rate(1, 1, 1)
+    };
+    let r = run(&config).expect("run");
+    let table = r.table();
+
+    // Nothing refused by our own socket, nothing the SFU could not authenticate.
+    assert_eq!(r.unsent, 0, "{table}");
+    assert_eq!(r.srtp_errors, 0, "{table}");
+    assert!(
+        !r.sfu_drops
+            .iter()
+            .any(|(reason, _)| reason.starts_with("srtp")),
+        "{table}"
+    );
+    assert_eq!(r.sequence_mismatches, 0, "{table}");
+    assert_eq!(r.payloads_corrupt, 0, "{table}");
+    assert!(r.payloads_verified > 0, "{table}");
+    // What was sent arrived (a kernel receive-buffer drop on a busy machine is the only
+    // excuse, and it is reported as such).
+    assert!(r.packets_out > 1000, "{table}");
+    assert!(r.lost == 0 || r.udp.rcvbuf_errors > 0, "{table}");
+
+    // The schedule accounts for every offered packet: sent, given up, or still owed (at most
+    // its 50 ms lag) when the window closed.
+    let offered = config.packet_rate * r.window_s;
+    assert!(
+        (r.packets_in + r.given_up) as f64 >= offered * 0.9,
+        "sent {} + given up {} of {offered} offered: {table}",
+        r.packets_in,
+        r.given_up
+    );
+    assert_eq!(r.offered_in_pps, config.packet_rate);
+    // A shortfall is said plainly; no warning means the rate was met.
+    if r.in_shortfall_pct > 2.0 || r.given_up > 0 {
+        assert_eq!(r.warnings.len(), 1, "{table}");
+        assert!(table.contains("WARNING"), "{table}");
+        assert!(
+            r.csv_row()
+                .ends_with(&format!(",{}", format_args!("{:.2}", r.in_shortfall_pct)))
+        );
+    } else {
+        assert!(r.warnings.is_empty(), "{table}");
+        assert!(r.in_pps >= config.packet_rate * 0.98, "{table}");
+    }
+}
