@@ -52,6 +52,9 @@ drop_reasons! {
     RtxDuplicate => "rtx_duplicate", "A retransmission of a packet that was not missing.";
     RtpPadding => "rtp_padding", "A padding-only packet (bandwidth probe) with nothing to forward.";
     TransportClosed => "transport_closed", "Input for a transport that has failed or closed.";
+    PipeUnknownProducer => "pipe_unknown_producer", "A piped message for a producer this worker has no pipe for (closed meanwhile).";
+    PipeMalformed => "pipe_malformed", "A piped packet whose stream or payload range does not fit its producer.";
+    PipeBackpressure => "pipe_backpressure", "A piped packet dropped because the receiving worker fell behind.";
 }
 
 /// Counters for every [`DropReason`].

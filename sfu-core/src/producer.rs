@@ -242,6 +242,11 @@ pub struct Producer {
     pub dependency_descriptor_extension: Option<u8>,
     /// A shared screen: subscribers' bandwidth goes to it first.
     pub screen: bool,
+    /// The copies of this producer on other workers, which get every forwarded packet.
+    pub pipes: Vec<crate::pipe::PipeEndpoint>,
+    /// For a copy ([`crate::Worker::create_pipe_producer`]): the producer it copies. A copy's
+    /// `transport` names no transport of this worker (it stands for the remote publisher).
+    pub pipe_source: Option<crate::pipe::PipeSource>,
 }
 
 impl Producer {
@@ -288,6 +293,8 @@ impl Producer {
             streams,
             consumers: Vec::new(),
             clock_rate,
+            pipes: Vec::new(),
+            pipe_source: None,
         }
     }
 

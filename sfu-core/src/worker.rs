@@ -31,6 +31,7 @@ use crate::dtls::{DtlsCertificate, DtlsError, DtlsEvent, Fingerprint};
 use crate::ice_lite::{IceCredentials, IceDrop, IceEvent, IceLiteAgent};
 use crate::nack_generator::Arrival;
 use crate::pacer::PacketClass;
+use crate::pipe::{PipeEndpoint, PipeMessage, PipeOutput, PipeSource, PipedPacket};
 use crate::producer::Producer;
 use crate::router::Router;
 use crate::rtcp::{self, RtcpPart, RtcpReader};
@@ -257,6 +258,14 @@ pub struct Worker {
     speakers: BTreeMap<RouterId, ActiveSpeakerDetector<ProducerId>>,
     /// Consumers whose paced video was dropped (their subscribers need a keyframe).
     paced_drops: Vec<ConsumerId>,
+    /// Messages for other workers' pipes ([`Worker::poll_pipe`]).
+    pipe_out: VecDeque<PipeOutput>,
+    /// The stand-in transport id of each remote publisher whose tracks are copied here, by
+    /// source worker and source transport.
+    pipe_publishers: HashMap<(usize, TransportId), TransportId>,
+    /// Packets forwarded to and received from pipes.
+    pipe_packets_out: u64,
+    pipe_packets_in: u64,
 }
 
 impl Worker {
@@ -286,6 +295,10 @@ impl Worker {
             speakers: BTreeMap::new(),
             nack_scratch: Vec::new(),
             paced_drops: Vec::new(),
+            pipe_out: VecDeque::new(),
+            pipe_publishers: HashMap::new(),
+            pipe_packets_out: 0,
+            pipe_packets_in: 0,
         })
     }
 
@@ -336,6 +349,10 @@ impl Worker {
         if let Some(router) = self.routers.remove(&id) {
             for t in router.transports {
                 self.remove_transport(t, CloseReason::Closed);
+            }
+            // Copies of other workers' producers have no transport here.
+            for p in router.producers {
+                self.remove_producer(p);
             }
         }
     }
@@ -525,6 +542,27 @@ impl Worker {
         let Some(p) = self.producers.remove(&id) else {
             return;
         };
+        for copy in &p.pipes {
+            self.pipe_out.push_back(PipeOutput {
+                worker: copy.worker,
+                message: PipeMessage::SourceClosed {
+                    producer: copy.producer,
+                },
+            });
+        }
+        if let Some(source) = p.pipe_source {
+            self.pipe_out.push_back(PipeOutput {
+                worker: source.endpoint.worker,
+                message: PipeMessage::CopyClosed {
+                    producer: source.endpoint.producer,
+                    copy: id,
+                },
+            });
+            // The stand-in for the remote publisher goes with its last track.
+            if !self.producers.values().any(|o| o.transport == p.transport) {
+                self.pipe_publishers.retain(|_, t| *t != p.transport);
+            }
+        }
         if let Some(d) = self.speakers.get_mut(&p.router) {
             d.remove(id);
         }
@@ -684,6 +722,151 @@ impl Worker {
             .ok_or(WorkerError::UnknownProducer(id))?;
         p.screen = screen;
         Ok(())
+    }
+
+    /// Creates on this worker a copy of a producer that lives on another worker, in `router`
+    /// (this worker's router for the same room), with the source's parameters. Consumers of
+    /// the copy work as consumers of a local producer; its packets arrive through
+    /// [`Self::handle_pipe_message`] once the source worker has [`Self::connect_pipe`]d it.
+    pub fn create_pipe_producer(
+        &mut self,
+        router: RouterId,
+        source: PipeSource,
+        parameters: RtpParameters,
+    ) -> Result<ProducerId, WorkerError> {
+        let kind = parameters.validate_for_producer()?;
+        if !self.routers.contains_key(&router) {
+            return Err(WorkerError::UnknownRouter(router));
+        }
+        let key = (source.endpoint.worker, source.publisher);
+        let transport = match self.pipe_publishers.get(&key) {
+            Some(t) => *t,
+            None => {
+                let t = TransportId(self.next_id());
+                self.pipe_publishers.insert(key, t);
+                t
+            }
+        };
+        let id = ProducerId(self.next_id());
+        let mut producer = Producer::new(id, transport, router, kind, parameters);
+        // Losses on the way in are repaired on the source worker; a pipe loses nothing.
+        producer.nack_enabled = false;
+        producer.pipe_source = Some(source);
+        if let Some(r) = self.routers.get_mut(&router) {
+            r.producers.push(id);
+        }
+        self.producers.insert(id, producer);
+        Ok(id)
+    }
+
+    /// Starts sending every packet `producer` forwards to its copy `copy` on another worker,
+    /// and asks the publisher for a keyframe (the copy's subscribers start at one).
+    pub fn connect_pipe(
+        &mut self,
+        now: Instant,
+        producer: ProducerId,
+        copy: PipeEndpoint,
+    ) -> Result<(), WorkerError> {
+        let p = self
+            .producers
+            .get_mut(&producer)
+            .ok_or(WorkerError::UnknownProducer(producer))?;
+        if !p.pipes.contains(&copy) {
+            p.pipes.push(copy);
+        }
+        self.request_stream_keyframe(now, producer, None);
+        Ok(())
+    }
+
+    /// Stops sending `producer`'s packets to `copy`.
+    pub fn disconnect_pipe(
+        &mut self,
+        producer: ProducerId,
+        copy: PipeEndpoint,
+    ) -> Result<(), WorkerError> {
+        let p = self
+            .producers
+            .get_mut(&producer)
+            .ok_or(WorkerError::UnknownProducer(producer))?;
+        p.pipes.retain(|e| *e != copy);
+        Ok(())
+    }
+
+    /// The next message for another worker's end of a pipe. The driver delivers it to that
+    /// worker's [`Self::handle_pipe_message`], saying which worker it came from.
+    pub fn poll_pipe(&mut self) -> Option<PipeOutput> {
+        self.pipe_out.pop_front()
+    }
+
+    /// Takes a message from worker `from`'s end of a pipe. Messages for producers that are
+    /// gone (closed meanwhile), or that do not pipe to or from `from`, are dropped and counted.
+    pub fn handle_pipe_message(&mut self, now: Instant, from: usize, message: PipeMessage) {
+        let copied_from = |p: &Producer| p.pipe_source.is_some_and(|s| s.endpoint.worker == from);
+        match message {
+            PipeMessage::Packet(p) => {
+                let Some(producer) = self.producers.get(&p.producer).filter(|c| copied_from(c))
+                else {
+                    return self.drops.count(DropReason::PipeUnknownProducer);
+                };
+                if p.stream >= producer.streams.len()
+                    || p.header.header_len > p.payload_start
+                    || p.payload_start > p.payload_end
+                    || p.payload_end > p.packet.len()
+                {
+                    return self.drops.count(DropReason::PipeMalformed);
+                }
+                self.pipe_packets_in += 1;
+                self.route(
+                    now,
+                    p.producer,
+                    p.stream,
+                    &p.header,
+                    p.packet,
+                    p.payload_start,
+                    p.payload_end,
+                );
+            }
+            PipeMessage::SourceClosed { producer } => {
+                if self.producers.get(&producer).is_some_and(copied_from) {
+                    self.remove_producer(producer);
+                } else {
+                    self.drops.count(DropReason::PipeUnknownProducer);
+                }
+            }
+            PipeMessage::KeyframeRequest { producer, stream } => {
+                if self
+                    .producers
+                    .get(&producer)
+                    .is_some_and(|p| p.pipes.iter().any(|e| e.worker == from))
+                {
+                    self.request_stream_keyframe(now, producer, stream);
+                } else {
+                    self.drops.count(DropReason::PipeUnknownProducer);
+                }
+            }
+            PipeMessage::CopyClosed { producer, copy } => {
+                if let Some(p) = self.producers.get_mut(&producer) {
+                    p.pipes.retain(|e| {
+                        *e != PipeEndpoint {
+                            worker: from,
+                            producer: copy,
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Counts piped packets the driver could not deliver (the receiving worker fell behind).
+    pub fn count_pipe_backpressure(&mut self, packets: usize) {
+        for _ in 0..packets {
+            self.drops.count(DropReason::PipeBackpressure);
+        }
+    }
+
+    /// Packets forwarded to pipes and received from them since the worker started.
+    pub fn pipe_packet_counts(&self) -> (u64, u64) {
+        (self.pipe_packets_out, self.pipe_packets_in)
     }
 
     /// Congestion control over every subscriber, for monitoring: how many subscribers have it,
@@ -1090,36 +1273,59 @@ impl Worker {
         if p.kind != crate::MediaKind::Video {
             return;
         }
-        let mut ssrcs = [0u32; 8];
+        // A copy's streams may not know their SSRCs (learned on the source worker): what it
+        // asks for goes upstream by stream index.
+        let copy = p.pipe_source.is_some();
+        let mut streams = [0usize; 8];
         let mut n = 0;
         for (i, s) in p.streams.iter_mut().enumerate() {
             if stream.is_some_and(|x| x != i) {
                 continue;
             }
-            if let Some(ssrc) = s.ssrc
+            if (copy || s.ssrc.is_some())
                 && s.keyframe_requests.request(now)
-                && let Some(slot) = ssrcs.get_mut(n)
+                && let Some(slot) = streams.get_mut(n)
             {
-                *slot = ssrc;
+                *slot = i;
                 n += 1;
             }
         }
-        self.send_plis(producer, ssrcs.get(..n).unwrap_or(&[]));
+        self.send_plis(producer, streams.get(..n).unwrap_or(&[]));
     }
 
-    fn send_plis(&mut self, producer: ProducerId, ssrcs: &[u32]) {
-        if ssrcs.is_empty() {
+    /// Asks the publisher of `producer` for a keyframe of each of `streams` (indices): PLIs to
+    /// a local publisher, a request up the pipe for a copy.
+    fn send_plis(&mut self, producer: ProducerId, streams: &[usize]) {
+        if streams.is_empty() {
             return;
         }
         let Some(p) = self.producers.get(&producer) else {
             return;
         };
+        if let Some(source) = p.pipe_source {
+            for &i in streams {
+                self.pipe_out.push_back(PipeOutput {
+                    worker: source.endpoint.worker,
+                    message: PipeMessage::KeyframeRequest {
+                        producer: source.endpoint.producer,
+                        stream: Some(i),
+                    },
+                });
+            }
+            return;
+        }
         let Some(t) = self.transports.get_mut(&p.transport) else {
             return;
         };
         let mut buf = self.pool.take();
-        for ssrc in ssrcs {
-            rtcp::write_pli(&mut buf, t.rtcp_ssrc, *ssrc);
+        for ssrc in streams
+            .iter()
+            .filter_map(|i| p.streams.get(*i).and_then(|s| s.ssrc))
+        {
+            rtcp::write_pli(&mut buf, t.rtcp_ssrc, ssrc);
+        }
+        if buf.is_empty() {
+            return self.pool.give_back(buf);
         }
         send_rtcp(t, buf, &mut self.transmits, &mut self.pool);
     }
@@ -1262,18 +1468,17 @@ impl Worker {
                 self.update_layers(now, p);
             }
         }
-        let mut due: Vec<(ProducerId, u32)> = Vec::new();
+        let mut due: Vec<(ProducerId, usize)> = Vec::new();
         for p in self.producers.values_mut() {
-            for s in &mut p.streams {
-                if let Some(ssrc) = s.ssrc
-                    && s.keyframe_requests.poll(now)
-                {
-                    due.push((p.id, ssrc));
+            let copy = p.pipe_source.is_some();
+            for (i, s) in p.streams.iter_mut().enumerate() {
+                if (copy || s.ssrc.is_some()) && s.keyframe_requests.poll(now) {
+                    due.push((p.id, i));
                 }
             }
         }
-        for (p, ssrc) in due {
-            self.send_plis(p, &[ssrc]);
+        for (p, stream) in due {
+            self.send_plis(p, &[stream]);
         }
     }
 
@@ -1677,6 +1882,39 @@ impl Worker {
         // Too much lost to repair by NACK: the decoders need a keyframe.
         let need_keyframe = arrival == Some(Arrival::GapTooLarge);
         t.stats.rtp_in += 1;
+        self.route(
+            now,
+            binding.producer,
+            binding.stream,
+            &header,
+            data.freeze(),
+            payload_start,
+            payload_end,
+        );
+        if need_keyframe {
+            self.request_stream_keyframe(now, binding.producer, Some(binding.stream));
+        }
+    }
+
+    /// Forwards an authenticated packet of `producer_id`'s stream `stream_index`, received from
+    /// its publisher or through a pipe, to every consumer and every pipe of the producer.
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        now: Instant,
+        producer_id: ProducerId,
+        stream_index: usize,
+        header: &RtpHeader,
+        packet: bytes::Bytes,
+        payload_start: usize,
+        payload_end: usize,
+    ) {
+        let Some(producer) = self.producers.get_mut(&producer_id) else {
+            return;
+        };
+        let Some(stream) = producer.streams.get_mut(stream_index) else {
+            return;
+        };
         let clock = (now.saturating_duration_since(self.started).as_secs_f64()
             * f64::from(producer.clock_rate)) as i64;
         stream.stats.on_packet(
@@ -1688,7 +1926,7 @@ impl Worker {
         if producer.kind == crate::MediaKind::Audio
             && let Some(level) = producer
                 .audio_level_extension
-                .and_then(|id| header.extension(&data, id))
+                .and_then(|id| header.extension(&packet, id))
                 .and_then(parse_audio_level)
         {
             self.speakers
@@ -1698,9 +1936,7 @@ impl Worker {
         }
         let was_active = stream.is_active(now);
         stream.last_packet_at = Some(now);
-        stream.bitrate.record(now, data.len());
-        let stream_index = binding.stream;
-        let packet = data.freeze();
+        stream.bitrate.record(now, packet.len());
         let payload = packet.get(payload_start..payload_end).unwrap_or(&[]);
         // Read the payload once for every consumer: keyframes, temporal layers.
         let codec = producer
@@ -1782,7 +2018,7 @@ impl Worker {
                 now,
                 stream_index,
                 info.as_ref(),
-                &header,
+                header,
                 &packet,
                 payload,
                 &mut buf,
@@ -1827,18 +2063,30 @@ impl Worker {
                 contents: buf,
             });
         }
-        if need_keyframe {
-            self.request_stream_keyframe(now, binding.producer, Some(binding.stream));
+        // The copies on other workers get the packet as it stands: shared, never copied.
+        for pipe in &producer.pipes {
+            self.pipe_out.push_back(PipeOutput {
+                worker: pipe.worker,
+                message: PipeMessage::Packet(PipedPacket {
+                    producer: pipe.producer,
+                    stream: stream_index,
+                    header: *header,
+                    packet: packet.clone(),
+                    payload_start,
+                    payload_end,
+                }),
+            });
+            self.pipe_packets_out += 1;
         }
         self.repair_paced_drops(now);
         if !was_active
             && self
                 .producers
-                .get(&binding.producer)
+                .get(&producer_id)
                 .is_some_and(Producer::is_simulcast)
         {
             // A stream (re)started: some consumers may want it.
-            self.update_layers(now, binding.producer);
+            self.update_layers(now, producer_id);
         }
     }
 
