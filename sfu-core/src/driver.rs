@@ -6,22 +6,59 @@
 //! destination), then wait for datagrams (received in batches, each handed to
 //! [`Worker::handle_datagram`]), a control command or the worker's next deadline. Control
 //! calls from other threads arrive as closures run on the worker thread, so the worker itself
-//! needs no locks. This module is glue: no protocol logic and no socket options here.
+//! needs no locks. Workers of one pool are linked ([`WorkerHandle::link_pipes`]): what a
+//! worker queues for another worker's pipe ends ([`Worker::poll_pipe`]) is carried to that
+//! worker's thread in one batch per loop turn. This module is glue: no protocol logic and no
+//! socket options here.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::pipe::PipeMessage;
 use crate::udp_socket::{
     BoundSocket, IoStats, IoStatsSnapshot, MediaSocket, SocketCapabilities, UdpSocketConfig,
 };
 use crate::worker::{Transmit, Worker, WorkerConfig, WorkerEvent};
 
 type Command = Box<dyn FnOnce(&mut Worker, Instant) + Send>;
+
+/// Piped packets waiting in one worker's inbox beyond which senders drop further packets
+/// (counted as `pipe_backpressure`) instead of queueing without bound: a worker that falls
+/// behind loses packets, as its socket would, and the others are not held up. Pipe control
+/// messages (closes, keyframe requests) are never dropped.
+const PIPE_INBOX_PACKETS: usize = 16_384;
+
+/// What one worker's driver hands another's in one loop turn.
+struct PipeBatch {
+    from: usize,
+    messages: Vec<PipeMessage>,
+    packets: usize,
+}
+
+/// A worker's pipe inbox, as other drivers see it.
+#[derive(Clone)]
+struct PipeInbox {
+    sender: mpsc::UnboundedSender<PipeBatch>,
+    /// Piped packets sent and not yet handled.
+    queued: Arc<AtomicUsize>,
+}
+
+/// Where a driver sends its worker's pipe messages: its own index and every peer's inbox.
+struct PipeLinks {
+    own: usize,
+    peers: Vec<Option<PipeInbox>>,
+}
+
+/// The workers were linked already.
+#[derive(Debug, thiserror::Error)]
+#[error("worker {0} is already linked to a pool")]
+pub struct AlreadyLinked(pub usize);
 
 /// The worker thread has stopped.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +68,8 @@ pub struct WorkerGone;
 /// A handle to a worker thread.
 pub struct WorkerHandle {
     commands: mpsc::UnboundedSender<Command>,
+    inbox: PipeInbox,
+    links: Arc<OnceLock<PipeLinks>>,
     local_addr: SocketAddr,
     capabilities: SocketCapabilities,
     io_stats: Arc<IoStats>,
@@ -71,6 +110,18 @@ impl WorkerHandle {
             Worker::new(config, Instant::now(), SystemTime::now()).map_err(io::Error::other)?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (pipe_tx, pipe_rx) = mpsc::unbounded_channel();
+        let inbox = PipeInbox {
+            sender: pipe_tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        let links: Arc<OnceLock<PipeLinks>> = Arc::new(OnceLock::new());
+        let pipes = Pipes {
+            inbox: pipe_rx,
+            queued: inbox.queued.clone(),
+            links: links.clone(),
+            batches: Vec::new(),
+        };
         let io_stats = Arc::new(IoStats::default());
         let thread_stats = io_stats.clone();
         let thread = std::thread::Builder::new()
@@ -85,7 +136,7 @@ impl WorkerHandle {
                 };
                 runtime.block_on(async move {
                     match socket.into_media_socket(thread_stats) {
-                        Ok(socket) => run(worker, socket, command_rx, events_tx).await,
+                        Ok(socket) => run(worker, socket, command_rx, events_tx, pipes).await,
                         Err(e) => tracing::error!("worker socket: {e}"),
                     }
                 });
@@ -93,6 +144,8 @@ impl WorkerHandle {
         Ok((
             Self {
                 commands,
+                inbox,
+                links,
                 local_addr,
                 capabilities,
                 io_stats,
@@ -100,6 +153,26 @@ impl WorkerHandle {
             },
             events,
         ))
+    }
+
+    /// Links the workers of a pool so that their pipes reach each other: `workers[i]` is
+    /// worker `i` in every [`crate::pipe::PipeEndpoint`]. A worker belongs to one pool for
+    /// its whole life.
+    pub fn link_pipes(workers: &[&WorkerHandle]) -> Result<(), AlreadyLinked> {
+        if let Some(i) = workers.iter().position(|w| w.links.get().is_some()) {
+            return Err(AlreadyLinked(i));
+        }
+        for (own, w) in workers.iter().enumerate() {
+            let peers = workers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i != own).then(|| p.inbox.clone()))
+                .collect();
+            w.links
+                .set(PipeLinks { own, peers })
+                .map_err(|_| AlreadyLinked(own))?;
+        }
+        Ok(())
     }
 
     /// What the socket offers: GSO segments per send (1 when off or unsupported) and GRO
@@ -162,7 +235,75 @@ impl Drop for WorkerHandle {
 enum Wake {
     Command(Option<Command>),
     Readable(io::Result<()>),
+    Pipe(Option<PipeBatch>),
     Deadline,
+}
+
+/// The driver's side of its worker's pipes.
+struct Pipes {
+    inbox: mpsc::UnboundedReceiver<PipeBatch>,
+    /// Shared with the senders: piped packets in `inbox`.
+    queued: Arc<AtomicUsize>,
+    links: Arc<OnceLock<PipeLinks>>,
+    /// What the worker queued this turn, per receiving worker.
+    batches: Vec<Vec<PipeMessage>>,
+}
+
+impl Pipes {
+    /// Sends what `worker` queued for other workers, one batch per receiving worker.
+    fn flush(&mut self, worker: &mut Worker) {
+        while let Some(out) = worker.poll_pipe() {
+            if self.batches.len() <= out.worker {
+                self.batches.resize_with(out.worker + 1, Vec::new);
+            }
+            if let Some(batch) = self.batches.get_mut(out.worker) {
+                batch.push(out.message);
+            }
+        }
+        for (to, batch) in self.batches.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let mut messages = std::mem::take(batch);
+            let links = self.links.get();
+            let peer = links.and_then(|l| l.peers.get(to)).and_then(Option::as_ref);
+            let Some((links, peer)) = links.zip(peer) else {
+                // No such worker: nothing can ever receive these.
+                let packets = messages.iter().filter(|m| is_packet(m)).count();
+                worker.count_pipe_backpressure(packets);
+                continue;
+            };
+            if peer.queued.load(Ordering::Relaxed) >= PIPE_INBOX_PACKETS {
+                let before = messages.len();
+                messages.retain(|m| !is_packet(m));
+                worker.count_pipe_backpressure(before - messages.len());
+            }
+            let packets = messages.iter().filter(|m| is_packet(m)).count();
+            peer.queued.fetch_add(packets, Ordering::Relaxed);
+            let batch = PipeBatch {
+                from: links.own,
+                messages,
+                packets,
+            };
+            if peer.sender.send(batch).is_err() {
+                // That worker has stopped.
+                peer.queued.fetch_sub(packets, Ordering::Relaxed);
+                worker.count_pipe_backpressure(packets);
+            }
+        }
+    }
+
+    /// Hands a batch from another worker to `worker`.
+    fn deliver(&self, worker: &mut Worker, batch: PipeBatch, now: Instant) {
+        self.queued.fetch_sub(batch.packets, Ordering::Relaxed);
+        for m in batch.messages {
+            worker.handle_pipe_message(now, batch.from, m);
+        }
+    }
+}
+
+fn is_packet(m: &PipeMessage) -> bool {
+    matches!(m, PipeMessage::Packet(_))
 }
 
 async fn run(
@@ -170,6 +311,7 @@ async fn run(
     mut socket: MediaSocket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<WorkerEvent>,
+    mut pipes: Pipes,
 ) {
     // Reused for every batch: it keeps its capacity, so gathering allocates nothing.
     let mut outgoing: Vec<Transmit> = Vec::new();
@@ -183,6 +325,7 @@ async fn run(
                 worker.recycle(t.contents);
             }
         }
+        pipes.flush(&mut worker);
         while let Some(e) = worker.poll_event() {
             let _ = events.send(e);
         }
@@ -197,12 +340,15 @@ async fn run(
         let wake = tokio::select! {
             biased;
             command = commands.recv() => Wake::Command(command),
+            batch = pipes.inbox.recv() => Wake::Pipe(batch),
             readable = socket.readable() => Wake::Readable(readable),
             () = tokio::time::sleep_until(sleep_until) => Wake::Deadline,
         };
         match wake {
             Wake::Command(Some(f)) => f(&mut worker, Instant::now()),
-            Wake::Command(None) | Wake::Readable(Err(_)) => break,
+            // The handle keeps a sender of its own inbox: `None` means it is gone.
+            Wake::Command(None) | Wake::Readable(Err(_)) | Wake::Pipe(None) => break,
+            Wake::Pipe(Some(batch)) => pipes.deliver(&mut worker, batch, Instant::now()),
             Wake::Readable(Ok(())) => {
                 // One clock read per batch: its datagrams arrived within microseconds.
                 let now = Instant::now();

@@ -24,7 +24,16 @@
 //! of a worker is the sum of the three: consumers dominate (each forwarded packet costs one
 //! encryption and one send per consumer), transports carry the DTLS, ICE and RTCP work, and
 //! counting rooms spreads a burst of new, still empty rooms. A new room goes to the worker of
-//! least cost (the lowest index on a tie). All of one room lives on one worker.
+//! least cost (the lowest index on a tie).
+//!
+//! # Rooms larger than one worker
+//!
+//! A room starts on one worker. When the signaling layer decides that it has outgrown it, it
+//! asks for another placement of the same room ([`WorkerPool::place_room_extension`]: the
+//! least loaded worker the room is not on yet) and puts new participants there; every
+//! producer is then consumed on the other worker through a pipe ([`crate::pipe`]), which the
+//! pool makes possible by linking all its workers at start ([`WorkerHandle::link_pipes`]):
+//! worker `i` of the pool is worker `i` in every pipe endpoint.
 
 use std::io;
 use std::net::SocketAddr;
@@ -139,8 +148,13 @@ impl WorkerPool {
         Ok((Self::from_workers(workers), events))
     }
 
-    /// A pool of workers started elsewhere (an embedder's, or a single worker).
+    /// A pool of workers started elsewhere (an embedder's, or a single worker). Links their
+    /// pipes (worker `i` is `workers[i]`) unless they already belong to another pool.
     pub fn from_workers(workers: Vec<Arc<WorkerHandle>>) -> Self {
+        let handles: Vec<&WorkerHandle> = workers.iter().map(|w| w.as_ref()).collect();
+        if let Err(e) = WorkerHandle::link_pipes(&handles) {
+            tracing::warn!("pipes between these workers stay unlinked: {e}");
+        }
         let book = LoadBook {
             loads: Mutex::new(vec![WorkerLoad::default(); workers.len()]),
         };
@@ -202,6 +216,26 @@ impl WorkerPool {
             let (index, load) = loads
                 .iter_mut()
                 .enumerate()
+                .min_by_key(|(i, l)| (l.cost(), *i))?;
+            load.rooms += 1;
+            Some(index)
+        })?;
+        let worker = self.workers.get(index)?.clone();
+        Some(RoomPlacement {
+            index,
+            worker,
+            book: self.book.clone(),
+        })
+    }
+
+    /// Places a room that has outgrown the workers it is on (`on`, pool indices) on one more:
+    /// the one of least cost among the others. `None` when the room is on every worker.
+    pub fn place_room_extension(&self, on: &[usize]) -> Option<RoomPlacement> {
+        let index = self.book.with(|loads| {
+            let (index, load) = loads
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, l)| !on.contains(i) && !l.gone)
                 .min_by_key(|(i, l)| (l.cost(), *i))?;
             load.rooms += 1;
             Some(index)

@@ -7,6 +7,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod udp_peer;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
