@@ -83,6 +83,36 @@ impl ClientIdentity {
     }
 }
 
+/// What a client needs to know of its transport on the SFU, however it learnt it: from the
+/// embedding API ([`WebRtcTransportInfo`]) or from the SDP the signaling server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTransport {
+    /// The SFU's ICE username fragment.
+    pub ice_ufrag: String,
+    /// The SFU's ICE password.
+    pub ice_pwd: String,
+    /// The SFU's DTLS certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The SFU's (ICE-lite host) candidate the client talks to.
+    pub address: SocketAddr,
+}
+
+impl ServerTransport {
+    /// From what the worker answered; its first candidate is the one used.
+    pub fn from_info(info: &WebRtcTransportInfo) -> Result<Self, ClientError> {
+        let address = *info
+            .candidates
+            .first()
+            .ok_or_else(|| ClientError::Config("the transport has no candidate".into()))?;
+        Ok(Self {
+            ice_ufrag: info.ice_ufrag.clone(),
+            ice_pwd: info.ice_pwd.clone(),
+            fingerprint: info.fingerprint.clone(),
+            address,
+        })
+    }
+}
+
 /// ICE credentials toward the server, kept for consent checks after the handshake.
 pub struct IceCredentials {
     username: String,
@@ -151,22 +181,20 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Starts toward the transport `info` describes (its first candidate), from `local`,
-    /// offering `profiles` in that order. The first check is queued at once.
+    /// Starts toward `server` from `local`, offering `profiles` in that order. The first
+    /// check is queued at once. The client's ICE ufrag is [`Self::local_ufrag`]`(seed)`.
     pub fn start(
         now: Instant,
         local: SocketAddr,
-        info: &WebRtcTransportInfo,
+        server: &ServerTransport,
         identity: ClientIdentity,
         profiles: Vec<SrtpProfile>,
         seed: u64,
     ) -> Result<Self, ClientError> {
-        let server = *info
-            .candidates
-            .first()
-            .ok_or_else(|| ClientError::Config("the transport has no candidate".into()))?;
+        let info = server;
+        let server = info.address;
         let ice = IceCredentials {
-            username: format!("{}:lg{seed:08x}", info.ice_ufrag),
+            username: format!("{}:{}", info.ice_ufrag, Self::local_ufrag(seed)),
             key: IntegrityKey::new(info.ice_pwd.as_bytes()),
             // Distinct per client so answers cannot be mistaken across clients.
             tie_breaker: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
@@ -188,6 +216,11 @@ impl Handshake {
         };
         h.send_check(now)?;
         Ok(h)
+    }
+
+    /// The ICE username fragment a client started with `seed` uses (to put in its SDP).
+    pub fn local_ufrag(seed: u64) -> String {
+        format!("lg{seed:08x}")
     }
 
     /// The SFU's address.

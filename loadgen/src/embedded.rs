@@ -1,539 +1,30 @@
-//! The embedded run: an SFU worker started in-process through the embedding API
-//! ([`sfu_core::driver::WorkerHandle`], its own thread and UDP socket), and publishers and
-//! subscribers that reach it over real UDP sockets with real ICE, DTLS and SRTP.
+//! The embedded mode: SFU workers started in-process through the embedding API
+//! ([`sfu_core::driver::WorkerHandle`], each its own thread and UDP socket), loaded by the
+//! clients of [`crate::traffic`].
 //!
-//! Owns the orchestration of one run: rooms, transports, producers and consumers on the worker
-//! (the signaling a real server would do, done by hand through [`WorkerHandle::call`]), the
-//! clients' handshakes, the paced send of synthetic RTP, the checked receive, the live progress
-//! line, and the measurement window that the [`Report`] covers. Everything on the load
-//! generator's side runs on one thread (a current-thread tokio runtime): one task per
-//! subscriber socket drains it in batches (`recvmmsg`, GRO) through `quinn-udp`, one task
-//! paces every publisher (GSO bursts). It must not reach into the worker beyond the public
-//! control API, so what it measures is what an embedder gets.
+//! Owns the worker side of a run: starting `--workers` workers, placing rooms on them
+//! round-robin (a room lives on one worker), the signaling a real server would do — routers,
+//! transports, producers and consumers — done by hand through [`WorkerHandle::call`], pinning
+//! threads to CPUs, and reading each worker thread's CPU time. It must not reach into a worker
+//! beyond the public control API, so what it measures is what an embedder gets.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::io::{self, IoSliceMut, Write};
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use sfu_core::driver::WorkerHandle;
-use sfu_core::rtp_packet::RtpHeader;
-use sfu_core::srtp::{SrtpContext, SrtpError};
 use sfu_core::{
     RtcpFeedback, RtpCapabilities, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
-    SrtpProfile, WebRtcTransportInfo, WebRtcTransportOptions, WorkerConfig,
+    WebRtcTransportInfo, WebRtcTransportOptions, WorkerConfig,
 };
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
-use crate::client::{ClientIdentity, Handshake, IceCredentials, Session};
-use crate::histogram::LatencyHistogram;
-use crate::pacing::{SendSchedule, gso_batch};
-use crate::payload;
-use crate::proc_stats;
-use crate::report::{Report, UdpCounters};
-use crate::stream_check::StreamCheck;
+use crate::client::{ClientIdentity, ServerTransport};
+pub use crate::config::{LoadConfig, RunError};
+use crate::proc_stats::{self, CpuTime};
+use crate::report::Report;
+use crate::traffic::{Before, Plan, PublisherPlan, SfuProbe, SubscriberPlan, VIDEO_PT, drive};
 
-/// Largest datagram the SFU accepts; receive slots are this times the GRO segment count.
-const MAX_DATAGRAM: usize = 1500;
-/// RTP fixed header, no CSRC, no extension.
-const RTP_HEADER: usize = 12;
-/// Payload type of the synthetic VP8 video.
-const VIDEO_PT: u8 = 96;
-/// Socket buffers asked of the kernel (it may cap them at `net.core.{r,w}mem_max`).
-const SOCKET_BUFFER: usize = 4 << 20;
-/// Handshakes in flight at once: each costs the worker a few ms of CPU, and DTLS flights
-/// retransmit after 100 ms, so a larger wave only retransmits more.
-const HANDSHAKE_WAVE: usize = 32;
-/// Longest time for every client to connect.
-const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
-/// Consent checks (RFC 7675) toward the SFU, well inside its 30 s consent timeout.
-const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
-/// Publisher pacing tick: each tick sends what the rate says is due, as one GSO burst per
-/// publisher.
-const PACING_TICK: Duration = Duration::from_millis(1);
-/// How far a publisher may fall behind its schedule before it gives packets up (counted and
-/// reported) instead of catching up: a longer catch-up burst would only overflow sockets.
-const MAX_LAG: Duration = Duration::from_millis(50);
-/// After the window closes, how long to wait without progress for stragglers.
-const DRAIN_QUIET: Duration = Duration::from_millis(300);
-/// Longest drain.
-const DRAIN_LIMIT: Duration = Duration::from_secs(3);
-
-/// Everything a run is asked to do.
-#[derive(Debug, Clone)]
-pub struct LoadConfig {
-    /// Rooms (routers), each with its own publishers and subscribers.
-    pub rooms: usize,
-    /// Publishers per room (one video track each).
-    pub publishers: usize,
-    /// Subscribers per room.
-    pub subscribers: usize,
-    /// Publishers of its room each subscriber consumes; `None`: all of them.
-    pub fan_out: Option<usize>,
-    /// Packets per second each publisher sends.
-    pub packet_rate: f64,
-    /// RTP payload bytes of each packet.
-    pub packet_size: usize,
-    /// Traffic before the measurement window (not counted).
-    pub warmup: Duration,
-    /// The measurement window.
-    pub duration: Duration,
-    /// SRTP profile the clients offer (the SFU also supports the other).
-    pub srtp_profile: SrtpProfile,
-    /// Whether subscribers negotiate NACK (the SFU then keeps a retransmission history).
-    pub nack: bool,
-    /// Pin the SFU's threads and the load generator to different CPUs (via `taskset`).
-    pub pin: bool,
-    /// Verify the payload checksum of one packet in this many (1: every packet).
-    pub verify_every: u64,
-    /// Print a progress line every second to stderr.
-    pub progress: bool,
-}
-
-impl Default for LoadConfig {
-    fn default() -> Self {
-        Self {
-            rooms: 1,
-            publishers: 1,
-            subscribers: 10,
-            fan_out: None,
-            packet_rate: 1000.0,
-            packet_size: 1200,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            srtp_profile: SrtpProfile::AeadAes128Gcm,
-            nack: true,
-            pin: true,
-            verify_every: 16,
-            progress: true,
-        }
-    }
-}
-
-impl LoadConfig {
-    /// Publishers each subscriber consumes.
-    pub fn effective_fan_out(&self) -> usize {
-        self.fan_out.unwrap_or(self.publishers).min(self.publishers)
-    }
-
-    /// Consumers on the worker.
-    pub fn consumers(&self) -> usize {
-        self.rooms * self.subscribers * self.effective_fan_out()
-    }
-
-    /// Packets per second the SFU is asked to forward.
-    pub fn offered_out_rate(&self) -> f64 {
-        self.consumers() as f64 * self.packet_rate
-    }
-}
-
-/// Why a run could not be carried out (as opposed to a run that measured loss).
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Bad configuration.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A socket could not be set up.
-    #[error("socket: {0}")]
-    Io(#[from] io::Error),
-    /// The worker thread stopped.
-    #[error(transparent)]
-    WorkerGone(#[from] sfu_core::driver::WorkerGone),
-    /// The worker refused a control call.
-    #[error("worker: {0}")]
-    Worker(#[from] sfu_core::WorkerError),
-    /// A client could not be built.
-    #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
-    /// Clients did not connect.
-    #[error("{failed} of {total} clients did not connect: {first}")]
-    Connect {
-        /// How many failed.
-        failed: usize,
-        /// How many were tried.
-        total: usize,
-        /// The first reason.
-        first: String,
-    },
-}
-
-/// A client's socket, with the `quinn-udp` state that batches its I/O.
-struct Endpoint {
-    socket: UdpSocket,
-    state: UdpSocketState,
-    server: SocketAddr,
-}
-
-impl Endpoint {
-    fn bind(server: SocketAddr) -> io::Result<Self> {
-        let socket = std::net::UdpSocket::bind(SocketAddr::new(server.ip(), 0))?;
-        socket.set_nonblocking(true)?;
-        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
-        // Best effort: a refusal only means a smaller buffer.
-        let _ = state.set_recv_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
-        let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
-        Ok(Self {
-            socket: UdpSocket::from_std(socket)?,
-            state,
-            server,
-        })
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    /// Sends `contents` (one datagram, or `segment` sized GSO segments) to the server.
-    fn try_send(&self, contents: &[u8], segment: Option<usize>) -> io::Result<()> {
-        let transmit = Transmit {
-            destination: self.server,
-            ecn: None,
-            contents,
-            segment_size: segment,
-            src_ip: None,
-        };
-        self.socket.try_io(Interest::WRITABLE, || {
-            self.state
-                .try_send(UdpSockRef::from(&self.socket), &transmit)
-        })
-    }
-}
-
-/// Receive slots shared by every task (only one drains at a time on this thread).
-struct RecvSlots {
-    bufs: Vec<Vec<u8>>,
-    meta: Vec<RecvMeta>,
-}
-
-impl RecvSlots {
-    fn new(slot_len: usize) -> Self {
-        Self {
-            bufs: (0..quinn_udp::BATCH_SIZE)
-                .map(|_| vec![0u8; slot_len])
-                .collect(),
-            meta: vec![RecvMeta::default(); quinn_udp::BATCH_SIZE],
-        }
-    }
-}
-
-/// State shared between the tasks of a run.
-struct Shared {
-    epoch: Instant,
-    slots: RefCell<RecvSlots>,
-    /// Per publisher (global index): the first counter of the measurement window
-    /// (`u64::MAX` before it opens).
-    window_start: Vec<Cell<u64>>,
-    latency: RefCell<LatencyHistogram>,
-    latency_last_second: RefCell<LatencyHistogram>,
-    verify_every: u64,
-}
-
-impl Shared {
-    fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-}
-
-/// One subscriber's receive-side state.
-struct Subscriber {
-    srtp: SrtpContext,
-    /// Consumer SSRC → (publisher global index, its stream check).
-    streams: HashMap<u32, (u32, StreamCheck)>,
-    datagrams: u64,
-    rtp: u64,
-    rtcp: u64,
-    other: u64,
-    bytes: u64,
-    srtp_errors: u64,
-    replayed: u64,
-    unknown_ssrc: u64,
-    foreign: u64,
-    misrouted: u64,
-    verified: u64,
-    corrupt: u64,
-}
-
-impl Subscriber {
-    fn on_datagram(&mut self, data: &mut [u8], now_ns: u64, shared: &Shared) {
-        self.datagrams += 1;
-        self.bytes += data.len() as u64;
-        match data.first() {
-            Some(128..=191) => {}
-            _ => {
-                // STUN answers to consent checks, a late DTLS retransmission.
-                self.other += 1;
-                return;
-            }
-        }
-        if data.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
-            // Sender reports: authenticated, otherwise unused.
-            match self.srtp.unprotect_rtcp(data) {
-                Ok(_) => self.rtcp += 1,
-                Err(_) => self.srtp_errors += 1,
-            }
-            return;
-        }
-        let Ok(header) = RtpHeader::parse(data) else {
-            self.srtp_errors += 1;
-            return;
-        };
-        let len = match self.srtp.unprotect_rtp(data, header.header_len) {
-            Ok(len) => len,
-            Err(SrtpError::Replayed) => {
-                // The SRTP replay window catches a duplicate before the payload is read.
-                self.replayed += 1;
-                return;
-            }
-            Err(_) => {
-                self.srtp_errors += 1;
-                return;
-            }
-        };
-        self.rtp += 1;
-        let Some(plain) = data.get(..len) else {
-            self.srtp_errors += 1;
-            return;
-        };
-        let Ok((start, end)) = header.payload_range(plain) else {
-            self.srtp_errors += 1;
-            return;
-        };
-        let Some(body) = plain.get(start..end) else {
-            self.srtp_errors += 1;
-            return;
-        };
-        let Some((expected_publisher, check)) = self.streams.get_mut(&header.ssrc) else {
-            self.unknown_ssrc += 1;
-            return;
-        };
-        let info = if self.rtp.is_multiple_of(shared.verify_every) {
-            self.verified += 1;
-            match payload::verify(body) {
-                Ok(i) => i,
-                Err(payload::PayloadError::Corrupt) => {
-                    self.corrupt += 1;
-                    return;
-                }
-                Err(payload::PayloadError::Foreign) => {
-                    self.foreign += 1;
-                    return;
-                }
-            }
-        } else {
-            match payload::read(body) {
-                Ok(i) => i,
-                Err(_) => {
-                    self.foreign += 1;
-                    return;
-                }
-            }
-        };
-        if info.publisher != *expected_publisher {
-            self.misrouted += 1;
-            return;
-        }
-        let window = shared
-            .window_start
-            .get(info.publisher as usize)
-            .map_or(u64::MAX, Cell::get);
-        let in_window = info.counter >= window;
-        if check.on_packet(info.counter, header.sequence_number, in_window) && in_window {
-            let us = now_ns.saturating_sub(info.sent_ns) / 1000;
-            shared.latency.borrow_mut().record(us);
-            shared.latency_last_second.borrow_mut().record(us);
-        }
-    }
-}
-
-/// Drains `endpoint` until it would block, handing each datagram to `on_datagram`.
-/// Datagrams are split by the GRO stride: the kernel may coalesce a burst from one source.
-fn drain(
-    endpoint: &Endpoint,
-    slots: &mut RecvSlots,
-    now_ns: impl Fn() -> u64,
-    mut on_datagram: impl FnMut(&mut [u8], u64),
-) -> io::Result<()> {
-    let RecvSlots { bufs, meta } = slots;
-    loop {
-        let mut slices: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
-            std::array::from_fn(|_| IoSliceMut::new(&mut []));
-        for (s, b) in slices.iter_mut().zip(bufs.iter_mut()) {
-            *s = IoSliceMut::new(b);
-        }
-        let n = match endpoint.socket.try_io(Interest::READABLE, || {
-            endpoint
-                .state
-                .recv(UdpSockRef::from(&endpoint.socket), &mut slices, meta)
-        }) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            // ICMP errors surface on receive; the socket keeps working.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => return Err(e),
-        };
-        let now_ns = now_ns();
-        for (m, b) in meta.iter().zip(bufs.iter_mut()).take(n) {
-            let stride = m.stride.max(1);
-            let Some(received) = b.get_mut(..m.len) else {
-                continue;
-            };
-            for datagram in received.chunks_mut(stride) {
-                on_datagram(datagram, now_ns);
-            }
-        }
-    }
-}
-
-/// One publisher's send-side state.
-struct Publisher {
-    endpoint: Rc<Endpoint>,
-    srtp: SrtpContext,
-    index: u32,
-    ssrc: u32,
-    /// What the rate says is due, what was built and what was given up.
-    schedule: SendSchedule,
-    /// Counter of the next packet to build: every counter below it was built exactly once.
-    next_counter: u64,
-    sent: u64,
-    bytes: u64,
-    /// Built, protected datagrams the socket did not take yet (it was full), in counter
-    /// order: they go before any new packet, so what reaches the wire stays consecutive.
-    pending: Vec<u8>,
-    /// Datagrams at the front of `pending` already sent.
-    pending_sent: usize,
-    /// Where one packet is built before it joins `pending` (reused: no allocation per packet).
-    scratch: Vec<u8>,
-    /// Packets built but refused by the socket with an error (never on the wire).
-    unsent: u64,
-    unsent_in_window: u64,
-}
-
-impl Publisher {
-    fn new(endpoint: Rc<Endpoint>, srtp: SrtpContext, index: u32, ssrc: u32, rate: f64) -> Self {
-        Self {
-            endpoint,
-            srtp,
-            index,
-            ssrc,
-            schedule: SendSchedule::new(rate, MAX_LAG),
-            next_counter: 0,
-            sent: 0,
-            bytes: 0,
-            pending: Vec::new(),
-            pending_sent: 0,
-            scratch: Vec::with_capacity(MAX_DATAGRAM),
-            unsent: 0,
-            unsent_in_window: 0,
-        }
-    }
-
-    /// Datagrams built but not yet on the wire.
-    fn pending_count(&self, datagram: usize) -> u64 {
-        (self.pending.len() / datagram.max(1)).saturating_sub(self.pending_sent) as u64
-    }
-
-    /// Counter of the first packet not yet on the wire.
-    fn first_unsent(&self, datagram: usize) -> u64 {
-        self.next_counter - self.pending_count(datagram)
-    }
-
-    /// Sends what the schedule says is due by `elapsed`: first what the socket refused
-    /// last time, then new packets in GSO bursts. Stops when the socket is full (what it
-    /// did not take waits in `pending`).
-    fn pump(&mut self, elapsed: Duration, packet_size: usize, shared: &Shared) {
-        let datagram = RTP_HEADER + packet_size + self.srtp.profile().rtp_tag_len();
-        if !self.flush(datagram, shared) {
-            return;
-        }
-        let mut owed = self.schedule.owed(elapsed);
-        while owed > 0 {
-            let batch = gso_batch(datagram, self.endpoint.state.max_gso_segments());
-            let n = owed.min(batch as u64);
-            self.build(n, packet_size, shared);
-            owed -= n;
-            if !self.flush(datagram, shared) {
-                return;
-            }
-        }
-    }
-
-    /// Builds and protects `count` packets into `pending`, taking consecutive counters.
-    fn build(&mut self, count: u64, packet_size: usize, shared: &Shared) {
-        self.schedule.built(count);
-        let packet = &mut self.scratch;
-        for _ in 0..count {
-            let counter = self.next_counter;
-            let seq = counter as u16;
-            let roc = (counter >> 16) as u32;
-            packet.clear();
-            packet.push(0x80);
-            // A video frame is five packets; the marker ends it.
-            packet.push(if counter % 5 == 4 {
-                0x80 | VIDEO_PT
-            } else {
-                VIDEO_PT
-            });
-            packet.extend_from_slice(&seq.to_be_bytes());
-            packet.extend_from_slice(&((counter / 5 * 3000) as u32).to_be_bytes());
-            packet.extend_from_slice(&self.ssrc.to_be_bytes());
-            packet.resize(RTP_HEADER + packet_size, 0);
-            if let Some(body) = packet.get_mut(RTP_HEADER..) {
-                payload::write(body, self.index, counter, shared.now_ns());
-            }
-            if self.srtp.protect_rtp(packet, RTP_HEADER, roc).is_err() {
-                // Cannot happen for a well-formed packet; the counter is not taken, so the
-                // stream on the wire has no gap.
-                return;
-            }
-            self.pending.extend_from_slice(packet);
-            self.next_counter += 1;
-        }
-    }
-
-    /// Sends `pending` in GSO bursts. False when the socket was full (the rest stays).
-    fn flush(&mut self, datagram: usize, shared: &Shared) -> bool {
-        let total = self.pending.len() / datagram.max(1);
-        while self.pending_sent < total {
-            let segments = self.endpoint.state.max_gso_segments();
-            let n = gso_batch(datagram, segments).min(total - self.pending_sent);
-            let from = self.pending_sent * datagram;
-            let Some(burst) = self.pending.get(from..from + n * datagram) else {
-                break;
-            };
-            let result = self.endpoint.try_send(burst, (n > 1).then_some(datagram));
-            match result {
-                Ok(()) => {
-                    self.sent += n as u64;
-                    self.bytes += (n * datagram) as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => {
-                    // Lost on our side, and said so: not expected at the subscribers.
-                    self.unsent += n as u64;
-                    let window = shared
-                        .window_start
-                        .get(self.index as usize)
-                        .map_or(u64::MAX, Cell::get);
-                    let first = self.next_counter - (total - self.pending_sent) as u64;
-                    let in_window = (first..first + n as u64).filter(|c| *c >= window).count();
-                    self.unsent_in_window += in_window as u64;
-                }
-            }
-            self.pending_sent += n;
-        }
-        self.pending.clear();
-        self.pending_sent = 0;
-        true
-    }
-}
-
-/// Runs one load test and reports on its measurement window.
+/// Runs one load test against in-process workers and reports on its measurement window.
 pub fn run(config: &LoadConfig) -> Result<Report, RunError> {
-    validate(config)?;
+    config.validate()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -541,30 +32,150 @@ pub fn run(config: &LoadConfig) -> Result<Report, RunError> {
     local.block_on(&runtime, run_async(config.clone()))
 }
 
-fn validate(config: &LoadConfig) -> Result<(), RunError> {
-    if config.rooms == 0 || config.publishers == 0 || config.subscribers == 0 {
-        return Err(RunError::Config(
-            "rooms, publishers and subscribers must be at least 1".into(),
-        ));
+/// The workers of a run and their thread ids.
+struct Workers {
+    handles: Vec<WorkerHandle>,
+    tids: Vec<Option<u32>>,
+}
+
+impl SfuProbe for Workers {
+    fn cpu(&self) -> Vec<(String, CpuTime)> {
+        // Each worker's own thread: counting "every other thread of the process" would also
+        // count (and, when they exit, subtract) threads of whoever else runs here, e.g. tests.
+        self.tids
+            .iter()
+            .enumerate()
+            .map(|(i, tid)| {
+                let label = format!("worker {i} (tid {})", tid.unwrap_or(0));
+                let cpu = tid.and_then(proc_stats::thread_cpu).unwrap_or_default();
+                (label, cpu)
+            })
+            .collect()
     }
-    if !(config.packet_rate > 0.0 && config.packet_rate.is_finite()) {
-        return Err(RunError::Config("the packet rate must be positive".into()));
+
+    fn rss(&self) -> u64 {
+        proc_stats::rss_bytes(proc_stats::own_pid()).unwrap_or(0)
     }
-    let datagram = RTP_HEADER + config.packet_size + config.srtp_profile.rtp_tag_len();
-    if config.packet_size < payload::MIN_PAYLOAD || datagram > MAX_DATAGRAM {
-        return Err(RunError::Config(format!(
-            "packet size must be {}..={} bytes of payload",
-            payload::MIN_PAYLOAD,
-            MAX_DATAGRAM - RTP_HEADER - config.srtp_profile.rtp_tag_len()
-        )));
+
+    async fn drops_and_consumers(&self) -> Result<(Vec<(String, u64)>, usize), RunError> {
+        let mut drops: Vec<(String, u64)> = Vec::new();
+        let mut consumers = 0;
+        for w in &self.handles {
+            let (worker_drops, worker_consumers) = w
+                .call(|w, _| {
+                    let drops: Vec<(String, u64)> = w
+                        .drops()
+                        .nonzero()
+                        .map(|(r, n)| (r.name().to_owned(), n))
+                        .collect();
+                    (drops, w.counts().2)
+                })
+                .await?;
+            consumers += worker_consumers;
+            for (reason, n) in worker_drops {
+                match drops.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, total)) => *total += n,
+                    None => drops.push((reason, n)),
+                }
+            }
+        }
+        Ok((drops, consumers))
     }
-    if config.duration.is_zero() {
-        return Err(RunError::Config("the duration must be positive".into()));
+}
+
+/// Pins each worker thread and the load generator's thread (via `taskset`). The load
+/// generator gets the last CPU to itself; the workers share the others round-robin (with two
+/// CPUs every worker is on CPU 0: the per-CPU-second figure stays right, the throughput is
+/// one core's). Returns what was done, for the report.
+fn pin(tids: &[Option<u32>], own_tid: Option<u32>) -> String {
+    let cpus = proc_stats::cpu_count();
+    if cpus < 2 {
+        return "not pinned (one CPU)".into();
     }
-    if config.fan_out == Some(0) {
-        return Err(RunError::Config("fan-out must be at least 1".into()));
+    let loadgen_cpu = cpus - 1;
+    let mut placed = Vec::new();
+    let mut ok = true;
+    for (i, tid) in tids.iter().enumerate() {
+        let cpu = i % loadgen_cpu;
+        ok &= tid.is_some_and(|tid| proc_stats::pin_thread(tid, cpu).is_ok());
+        placed.push(format!("worker {i} on CPU {cpu}"));
     }
-    Ok(())
+    ok &= own_tid.is_some_and(|tid| proc_stats::pin_thread(tid, loadgen_cpu).is_ok());
+    if ok {
+        format!("{}, load generator on CPU {loadgen_cpu}", placed.join(", "))
+    } else {
+        "pinning failed (taskset)".into()
+    }
+}
+
+async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
+    let own_tid = proc_stats::current_tid();
+    let rss_start = proc_stats::rss_bytes(proc_stats::own_pid()).unwrap_or(0);
+    let bind = "127.0.0.1:0"
+        .parse()
+        .map_err(|e| RunError::Config(format!("bind address: {e}")))?;
+    let mut workers = Workers {
+        handles: Vec::with_capacity(config.workers),
+        tids: Vec::with_capacity(config.workers),
+    };
+    for _ in 0..config.workers {
+        let (worker, _events) = WorkerHandle::spawn(bind, WorkerConfig::default())?;
+        workers
+            .tids
+            .push(worker.call(|_, _| proc_stats::current_tid()).await?);
+        workers.handles.push(worker);
+    }
+    let pinning = if config.pin {
+        pin(&workers.tids, own_tid)
+    } else {
+        "not pinned (--no-pin)".into()
+    };
+    let identity = ClientIdentity::generate()?;
+    let rss_bare = workers.rss();
+
+    // Signaling, done by hand: room `r` on worker `r % workers`.
+    let setup_started = Instant::now();
+    let mut plan = Plan::default();
+    let mut seed = 1u64;
+    for room in 0..config.rooms {
+        let worker_index = room % workers.handles.len().max(1);
+        let Some(worker) = workers.handles.get(worker_index) else {
+            continue;
+        };
+        let setup = setup_room(worker, &config, room, &identity).await?;
+        let first_publisher = plan.publishers.len() as u32;
+        for (info, ssrc) in setup.publishers {
+            plan.publishers.push(PublisherPlan {
+                transport: ServerTransport::from_info(&info)?,
+                ssrc,
+                seed,
+            });
+            seed += 1;
+        }
+        for (info, streams) in setup.subscribers {
+            plan.subscribers.push(SubscriberPlan {
+                transport: ServerTransport::from_info(&info)?,
+                streams: streams
+                    .into_iter()
+                    .map(|(ssrc, p)| (ssrc, first_publisher + p as u32))
+                    .collect(),
+                worker: worker_index,
+                seed,
+            });
+            seed += 1;
+        }
+    }
+    let before = Before {
+        setup_started,
+        rss_start,
+        rss_bare,
+        pinning,
+        own_tid,
+        mode: "embedded",
+    };
+    let report = drive(&config, plan, &identity, &workers, before).await?;
+    drop(workers);
+    Ok(report)
 }
 
 fn video_codec(nack: bool) -> RtpCodecParameters {
@@ -665,570 +276,4 @@ async fn setup_room(
         })
         .await?
         .map_err(RunError::from)
-}
-
-/// Runs the ICE + DTLS handshake of one client over its socket.
-async fn connect(
-    endpoint: &Endpoint,
-    slots: &RefCell<RecvSlots>,
-    info: &WebRtcTransportInfo,
-    identity: ClientIdentity,
-    profile: SrtpProfile,
-    seed: u64,
-) -> Result<Session, String> {
-    let local = endpoint.local_addr().map_err(|e| e.to_string())?;
-    let mut hs = Handshake::start(Instant::now(), local, info, identity, vec![profile], seed)
-        .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + CONNECT_DEADLINE;
-    loop {
-        while let Some(d) = hs.poll_datagram() {
-            // A lost flight is retransmitted by the handshake's own timers.
-            let _ = endpoint.socket.send_to(&d, hs.server()).await;
-        }
-        if let Some(reason) = hs.failure() {
-            return Err(reason.to_owned());
-        }
-        if hs.is_done() {
-            return hs.into_session().map_err(|_| "not done".to_owned());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err("timed out".into());
-        }
-        let wake = hs.poll_timeout().unwrap_or(deadline).min(deadline);
-        tokio::select! {
-            r = endpoint.socket.readable() => {
-                r.map_err(|e| e.to_string())?;
-                let mut slots = slots.borrow_mut();
-                drain(endpoint, &mut slots, || 0, |d, _| hs.handle_datagram(Instant::now(), d))
-                    .map_err(|e| e.to_string())?;
-            }
-            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                hs.handle_timeout(Instant::now());
-            }
-        }
-    }
-}
-
-/// Connects clients in waves of [`HANDSHAKE_WAVE`].
-async fn connect_all(
-    clients: &[(Rc<Endpoint>, WebRtcTransportInfo)],
-    identity: &ClientIdentity,
-    profile: SrtpProfile,
-    seed_base: u64,
-) -> Result<Vec<Session>, RunError> {
-    let mut sessions = Vec::with_capacity(clients.len());
-    let mut failures = Vec::new();
-    // One set of receive slots for every handshake: a set per client would be megabytes each
-    // (GRO-sized slots), and the allocator keeps what it once held, inflating RSS.
-    let gro = clients
-        .first()
-        .map_or(1, |(e, _)| e.state.gro_segments())
-        .max(1);
-    let slots = Rc::new(RefCell::new(RecvSlots::new(MAX_DATAGRAM * gro)));
-    for (wave_index, wave) in clients.chunks(HANDSHAKE_WAVE).enumerate() {
-        let mut tasks = Vec::with_capacity(wave.len());
-        for (i, (endpoint, info)) in wave.iter().enumerate() {
-            let (endpoint, info, identity) = (endpoint.clone(), info.clone(), identity.clone());
-            let slots = slots.clone();
-            let seed = seed_base + (wave_index * HANDSHAKE_WAVE + i) as u64;
-            tasks.push(tokio::task::spawn_local(async move {
-                connect(&endpoint, &slots, &info, identity, profile, seed).await
-            }));
-        }
-        for t in tasks {
-            match t.await {
-                Ok(Ok(s)) => sessions.push(s),
-                Ok(Err(e)) => failures.push(e),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-    }
-    if let Some(first) = failures.first() {
-        return Err(RunError::Connect {
-            failed: failures.len(),
-            total: clients.len(),
-            first: first.clone(),
-        });
-    }
-    Ok(sessions)
-}
-
-/// Sends a consent check from every client every [`CONSENT_INTERVAL`].
-async fn consent_loop(clients: Vec<(Rc<Endpoint>, IceCredentials)>) {
-    let mut clients = clients;
-    let mut out = Vec::with_capacity(128);
-    loop {
-        tokio::time::sleep(CONSENT_INTERVAL).await;
-        for (endpoint, ice) in &mut clients {
-            if ice.write_check(&mut out).is_ok() {
-                let _ = endpoint.try_send(&out, None);
-            }
-        }
-    }
-}
-
-/// Receives on a subscriber socket until aborted.
-async fn subscriber_loop(
-    endpoint: Rc<Endpoint>,
-    subscriber: Rc<RefCell<Subscriber>>,
-    shared: Rc<Shared>,
-) {
-    loop {
-        if endpoint.socket.readable().await.is_err() {
-            return;
-        }
-        let mut sub = subscriber.borrow_mut();
-        let mut slots = shared.slots.borrow_mut();
-        let now_ns = || shared.now_ns();
-        if drain(&endpoint, &mut slots, now_ns, |d, now| {
-            sub.on_datagram(d, now, &shared)
-        })
-        .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// Receives (and counts) what publishers get back: receiver reports, NACKs, PLIs, STUN.
-async fn publisher_receive_loop(
-    endpoint: Rc<Endpoint>,
-    received: Rc<Cell<u64>>,
-    shared: Rc<Shared>,
-) {
-    loop {
-        if endpoint.socket.readable().await.is_err() {
-            return;
-        }
-        let mut slots = shared.slots.borrow_mut();
-        if drain(
-            &endpoint,
-            &mut slots,
-            || 0,
-            |_, _| received.set(received.get() + 1),
-        )
-        .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// Paces every publisher: each tick, each sends what its schedule says is due by now.
-async fn sender_loop(
-    publishers: Rc<RefCell<Vec<Publisher>>>,
-    packet_size: usize,
-    shared: Rc<Shared>,
-    running: Rc<Cell<bool>>,
-) {
-    let start = Instant::now();
-    let mut ticker = tokio::time::interval(PACING_TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while running.get() {
-        ticker.tick().await;
-        let elapsed = start.elapsed();
-        for p in publishers.borrow_mut().iter_mut() {
-            p.pump(elapsed, packet_size, &shared);
-        }
-    }
-}
-
-#[derive(Default, Clone, Copy)]
-struct Totals {
-    sent: u64,
-    sent_bytes: u64,
-    received: u64,
-    received_bytes: u64,
-}
-
-fn totals(publishers: &[Publisher], subscribers: &[Rc<RefCell<Subscriber>>]) -> Totals {
-    let mut t = Totals::default();
-    for p in publishers {
-        t.sent += p.sent;
-        t.sent_bytes += p.bytes;
-    }
-    for s in subscribers {
-        let s = s.borrow();
-        t.received += s.rtp;
-        t.received_bytes += s.bytes;
-    }
-    t
-}
-
-/// Packets missing so far: per stream, the gap between what arrived and the highest counter.
-fn live_loss(subscribers: &[Rc<RefCell<Subscriber>>]) -> u64 {
-    let mut lost = 0;
-    for s in subscribers {
-        for (_, check) in s.borrow().streams.values() {
-            if let (Some(first), Some(high)) = (check.first, check.highest()) {
-                lost += (high - first + 1).saturating_sub(check.received);
-            }
-        }
-    }
-    lost
-}
-
-async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
-    let own_tid = proc_stats::current_tid();
-    let pid = proc_stats::own_pid();
-    let rss_start = proc_stats::rss_bytes(pid).unwrap_or(0);
-    let (worker, _events) = WorkerHandle::spawn(
-        "127.0.0.1:0"
-            .parse()
-            .map_err(|e| RunError::Config(format!("bind address: {e}")))?,
-        WorkerConfig::default(),
-    )?;
-    let server = worker.local_addr();
-    let worker_tid = worker.call(|_, _| proc_stats::current_tid()).await?;
-    let excluded: Vec<u32> = own_tid.into_iter().collect();
-    let mut pinning = String::from("not pinned");
-    if config.pin && proc_stats::cpu_count() >= 2 {
-        let loadgen_cpu = proc_stats::cpu_count() - 1;
-        let mut ok = true;
-        for tid in proc_stats::threads() {
-            let cpu = if excluded.contains(&tid) {
-                loadgen_cpu
-            } else {
-                0
-            };
-            ok &= proc_stats::pin_thread(tid, cpu).is_ok();
-        }
-        pinning = if ok {
-            format!("SFU threads on CPU 0, load generator on CPU {loadgen_cpu}")
-        } else {
-            "pinning failed (taskset)".into()
-        };
-    }
-    let identity = ClientIdentity::generate()?;
-    let rss_worker = proc_stats::rss_bytes(pid).unwrap_or(0);
-
-    // Signaling, done by hand.
-    let setup_started = Instant::now();
-    let mut rooms = Vec::with_capacity(config.rooms);
-    for room in 0..config.rooms {
-        rooms.push(setup_room(&worker, &config, room, &identity).await?);
-    }
-    let mut pub_clients = Vec::new();
-    let mut pub_meta = Vec::new();
-    let mut sub_clients = Vec::new();
-    let mut sub_meta = Vec::new();
-    for (room_index, room) in rooms.into_iter().enumerate() {
-        for (info, ssrc) in room.publishers {
-            pub_clients.push((Rc::new(Endpoint::bind(server)?), info));
-            pub_meta.push(ssrc);
-        }
-        for (info, streams) in room.subscribers {
-            sub_clients.push((Rc::new(Endpoint::bind(server)?), info));
-            let global: HashMap<u32, (u32, StreamCheck)> = streams
-                .into_iter()
-                .map(|(ssrc, p)| {
-                    let index = (room_index * config.publishers + p) as u32;
-                    (ssrc, (index, StreamCheck::new()))
-                })
-                .collect();
-            sub_meta.push(global);
-        }
-    }
-    let pub_sessions = connect_all(&pub_clients, &identity, config.srtp_profile, 1).await?;
-    let sub_sessions = connect_all(&sub_clients, &identity, config.srtp_profile, 1 << 32).await?;
-    let setup_time = setup_started.elapsed();
-
-    let gro = pub_clients
-        .first()
-        .map_or(1, |(e, _)| e.state.gro_segments())
-        .max(1);
-    let gso = pub_clients
-        .first()
-        .is_some_and(|(e, _)| e.state.max_gso_segments() > 1);
-    let shared = Rc::new(Shared {
-        epoch: Instant::now(),
-        slots: RefCell::new(RecvSlots::new(MAX_DATAGRAM * gro)),
-        window_start: (0..pub_clients.len())
-            .map(|_| Cell::new(u64::MAX))
-            .collect(),
-        latency: RefCell::new(LatencyHistogram::new()),
-        latency_last_second: RefCell::new(LatencyHistogram::new()),
-        verify_every: config.verify_every.max(1),
-    });
-
-    let mut consent = Vec::new();
-    let mut tasks = Vec::new();
-    let mut publishers = Vec::with_capacity(pub_clients.len());
-    let publisher_feedback = Rc::new(Cell::new(0u64));
-    for (i, ((endpoint, _), session)) in pub_clients.iter().zip(pub_sessions).enumerate() {
-        consent.push((endpoint.clone(), session.ice));
-        publishers.push(Publisher::new(
-            endpoint.clone(),
-            session.srtp_out,
-            i as u32,
-            pub_meta.get(i).copied().unwrap_or_default(),
-            config.packet_rate,
-        ));
-        tasks.push(tokio::task::spawn_local(publisher_receive_loop(
-            endpoint.clone(),
-            publisher_feedback.clone(),
-            shared.clone(),
-        )));
-    }
-    let mut subscribers = Vec::with_capacity(sub_clients.len());
-    for (((endpoint, _), session), streams) in sub_clients.iter().zip(sub_sessions).zip(sub_meta) {
-        consent.push((endpoint.clone(), session.ice));
-        let sub = Rc::new(RefCell::new(Subscriber {
-            srtp: session.srtp_in,
-            streams,
-            datagrams: 0,
-            rtp: 0,
-            rtcp: 0,
-            other: 0,
-            bytes: 0,
-            srtp_errors: 0,
-            replayed: 0,
-            unknown_ssrc: 0,
-            foreign: 0,
-            misrouted: 0,
-            verified: 0,
-            corrupt: 0,
-        }));
-        subscribers.push(sub.clone());
-        tasks.push(tokio::task::spawn_local(subscriber_loop(
-            endpoint.clone(),
-            sub,
-            shared.clone(),
-        )));
-    }
-    tasks.push(tokio::task::spawn_local(consent_loop(consent)));
-
-    let publishers = Rc::new(RefCell::new(publishers));
-    let running = Rc::new(Cell::new(true));
-    let sender = tokio::task::spawn_local(sender_loop(
-        publishers.clone(),
-        config.packet_size,
-        shared.clone(),
-        running.clone(),
-    ));
-
-    let datagram_len = RTP_HEADER + config.packet_size + config.srtp_profile.rtp_tag_len();
-    // Warm-up, then the window opens: from here on packets count.
-    let offered = config.offered_out_rate();
-    progress_phase(
-        &config,
-        "warm-up",
-        config.warmup,
-        &publishers,
-        &subscribers,
-        &shared,
-    )
-    .await;
-    for (p, start) in publishers.borrow().iter().zip(&shared.window_start) {
-        start.set(p.next_counter);
-    }
-    let given_up_before: u64 = publishers
-        .borrow()
-        .iter()
-        .map(|p| p.schedule.given_up)
-        .sum();
-    shared.latency.borrow_mut().clear();
-    let base = totals(&publishers.borrow(), &subscribers);
-    let udp_before = UdpCounters::read();
-    // The SFU is the worker thread: counting "every other thread" would also count (and,
-    // when they exit, subtract) threads of whoever else runs in this process, e.g. tests.
-    let sfu_tids: Vec<u32> = worker_tid.into_iter().collect();
-    let sfu_cpu_before = proc_stats::cpu_of_threads(&sfu_tids);
-    let own_cpu_before = own_tid.and_then(proc_stats::thread_cpu).unwrap_or_default();
-    let window_opened = Instant::now();
-    progress_phase(
-        &config,
-        "measuring",
-        config.duration,
-        &publishers,
-        &subscribers,
-        &shared,
-    )
-    .await;
-    running.set(false);
-    let _ = sender.await;
-    let window = window_opened.elapsed();
-    let sent_end = totals(&publishers.borrow(), &subscribers);
-    let sfu_cpu_sending = proc_stats::cpu_of_threads(&sfu_tids).since(&sfu_cpu_before);
-    // Packets still waiting in a full socket's queue at the end never go out: the window
-    // ends at the first of them.
-    let window_end: Vec<u64> = publishers
-        .borrow()
-        .iter()
-        .map(|p| p.first_unsent(datagram_len))
-        .collect();
-    let given_up: u64 = publishers
-        .borrow()
-        .iter()
-        .map(|p| p.schedule.given_up)
-        .sum::<u64>()
-        - given_up_before;
-
-    // Drain: wait for stragglers until quiet.
-    let drain_started = Instant::now();
-    let mut last = totals(&publishers.borrow(), &subscribers).received;
-    let mut quiet_since = Instant::now();
-    while drain_started.elapsed() < DRAIN_LIMIT && quiet_since.elapsed() < DRAIN_QUIET {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = totals(&publishers.borrow(), &subscribers).received;
-        if now != last {
-            last = now;
-            quiet_since = Instant::now();
-        }
-    }
-    let sfu_cpu = proc_stats::cpu_of_threads(&sfu_tids).since(&sfu_cpu_before);
-    let own_cpu = own_tid
-        .and_then(proc_stats::thread_cpu)
-        .unwrap_or_default()
-        .since(&own_cpu_before);
-    let udp_after = UdpCounters::read();
-    let rss_end = proc_stats::rss_bytes(pid).unwrap_or(0);
-    let (sfu_drops, worker_consumers) = worker
-        .call(|w, _| {
-            let drops: Vec<(String, u64)> = w
-                .drops()
-                .nonzero()
-                .map(|(r, n)| (r.name().to_owned(), n))
-                .collect();
-            (drops, w.counts().2)
-        })
-        .await?;
-    for t in &tasks {
-        t.abort();
-    }
-
-    let publishers = publishers.borrow();
-    let mut expected = 0u64;
-    let mut received = 0u64;
-    let mut report = Report::default();
-    for s in &subscribers {
-        let s = s.borrow();
-        for (publisher, check) in s.streams.values() {
-            let p = *publisher as usize;
-            let (Some(start), Some(end), Some(unsent)) = (
-                shared.window_start.get(p).map(Cell::get),
-                window_end.get(p),
-                publishers.get(p).map(|p| p.unsent_in_window),
-            ) else {
-                continue;
-            };
-            expected += end.saturating_sub(start).saturating_sub(unsent);
-            received += check.received_in_window;
-            report.duplicates += check.duplicates;
-            report.reordered += check.reordered + check.too_late;
-            report.sequence_mismatches += check.sequence_mismatches;
-        }
-        report.duplicates += s.replayed;
-        report.srtp_errors += s.srtp_errors;
-        report.unknown_ssrc += s.unknown_ssrc;
-        report.foreign_payloads += s.foreign;
-        report.misrouted += s.misrouted;
-        report.payloads_verified += s.verified;
-        report.payloads_corrupt += s.corrupt;
-        report.rtcp_received += s.rtcp;
-    }
-    let secs = window.as_secs_f64();
-    let datagram = datagram_len as f64;
-    let sent = sent_end.sent - base.sent;
-    report.rooms = config.rooms;
-    report.publishers = config.rooms * config.publishers;
-    report.subscribers = config.rooms * config.subscribers;
-    report.consumers = worker_consumers;
-    report.packet_size = config.packet_size;
-    report.srtp_profile = format!("{:?}", config.srtp_profile);
-    report.rate_per_publisher = config.packet_rate;
-    report.offered_out_pps = offered;
-    report.window_s = secs;
-    report.setup_s = setup_time.as_secs_f64();
-    report.packets_in = sent;
-    report.in_pps = sent as f64 / secs;
-    report.in_mbps = sent as f64 * datagram * 8.0 / secs / 1e6;
-    report.expected_out = expected;
-    report.packets_out = received;
-    report.out_pps = received as f64 / secs;
-    report.out_mbps = received as f64 * datagram * 8.0 / secs / 1e6;
-    report.lost = expected.saturating_sub(received);
-    report.loss_pct = if expected == 0 {
-        0.0
-    } else {
-        report.lost as f64 * 100.0 / expected as f64
-    };
-    report.unsent = publishers.iter().map(|p| p.unsent).sum();
-    report.given_up = given_up;
-    report.offered_in_pps = config.packet_rate * publishers.len() as f64;
-    let latency = shared.latency.borrow();
-    report.latency_samples = latency.count();
-    report.latency_p50_us = latency.percentile(50.0);
-    report.latency_p99_us = latency.percentile(99.0);
-    report.latency_p999_us = latency.percentile(99.9);
-    report.latency_max_us = latency.max();
-    report.latency_mean_us = latency.mean();
-    report.sfu_cpu_user_s = sfu_cpu.user.as_secs_f64();
-    report.sfu_cpu_sys_s = sfu_cpu.system.as_secs_f64();
-    report.sfu_cpu_s = sfu_cpu.total().as_secs_f64();
-    report.sfu_cpu_util = sfu_cpu_sending.total().as_secs_f64() / secs;
-    report.forwarded_per_cpu_s = if report.sfu_cpu_s > 0.0 {
-        received as f64 / report.sfu_cpu_s
-    } else {
-        0.0
-    };
-    report.loadgen_cpu_s = own_cpu.total().as_secs_f64();
-    report.rss_bytes = rss_end;
-    report.rss_start_bytes = rss_start;
-    report.rss_worker_bytes = rss_worker;
-    report.rss_per_consumer_bytes = if worker_consumers == 0 {
-        0
-    } else {
-        rss_end.saturating_sub(rss_worker) / worker_consumers as u64
-    };
-    report.sfu_drops = sfu_drops;
-    report.publisher_feedback = publisher_feedback.get();
-    report.udp = udp_after.since(&udp_before);
-    report.pinning = pinning;
-    report.check_offered_rate();
-    report.worker_tid = worker_tid.unwrap_or(0);
-    report.gso = gso;
-    report.gro_segments = gro;
-    drop(latency);
-    drop(worker);
-    Ok(report)
-}
-
-/// Waits `length`, printing a progress line each second when asked.
-async fn progress_phase(
-    config: &LoadConfig,
-    phase: &str,
-    length: Duration,
-    publishers: &Rc<RefCell<Vec<Publisher>>>,
-    subscribers: &[Rc<RefCell<Subscriber>>],
-    shared: &Shared,
-) {
-    let started = Instant::now();
-    let mut last = totals(&publishers.borrow(), subscribers);
-    let mut last_at = Instant::now();
-    while started.elapsed() < length {
-        let step = (length - started.elapsed()).min(Duration::from_secs(1));
-        tokio::time::sleep(step).await;
-        if !config.progress {
-            continue;
-        }
-        let now = totals(&publishers.borrow(), subscribers);
-        let dt = last_at.elapsed().as_secs_f64().max(1e-9);
-        let mut second = shared.latency_last_second.borrow_mut();
-        let line = format!(
-            "[{phase:>9} {:>5.1}s] in {:>9.0} pkt/s {:>7.1} Mbit/s | out {:>9.0} pkt/s {:>7.1} Mbit/s | missing {:>7} | p99 {:>6} µs",
-            started.elapsed().as_secs_f64(),
-            (now.sent - last.sent) as f64 / dt,
-            (now.sent_bytes - last.sent_bytes) as f64 * 8.0 / dt / 1e6,
-            (now.received - last.received) as f64 / dt,
-            (now.received_bytes - last.received_bytes) as f64 * 8.0 / dt / 1e6,
-            live_loss(subscribers),
-            second.percentile(99.0),
-        );
-        second.clear();
-        let _ = writeln!(io::stderr(), "{line}");
-        last = now;
-        last_at = Instant::now();
-    }
 }

@@ -21,6 +21,7 @@
 //! the method and its limits.
 
 pub mod client;
+pub mod config;
 pub mod embedded;
 pub mod histogram;
 pub mod pacing;
@@ -28,3 +29,4 @@ pub mod payload;
 pub mod proc_stats;
 pub mod report;
 pub mod stream_check;
+pub mod traffic;

@@ -59,6 +59,10 @@ struct Args {
     /// Subscribers do not negotiate NACK (the SFU keeps no retransmission history).
     #[arg(long)]
     no_nack: bool,
+    /// SFU workers (embedded mode), each its own thread and UDP port; rooms are placed on
+    /// them round-robin.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Do not pin the SFU and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         pin: !args.no_pin,
         verify_every: args.verify_every,
         progress: !args.quiet,
+        workers: args.workers,
     };
     match run(&config) {
         Ok(report) => {

@@ -36,6 +36,14 @@ impl CpuTime {
         }
     }
 
+    /// `self + other`.
+    pub fn plus(&self, other: &CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+
     fn add(&mut self, other: CpuTime) {
         self.user += other.user;
         self.system += other.system;

@@ -55,9 +55,28 @@ impl UdpCounters {
     }
 }
 
+/// One SFU worker's share of a run (or the whole server process, when its workers cannot be
+/// told apart from outside).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WorkerFigures {
+    /// Worker index (rooms are placed round-robin: room `r` on worker `r % workers`).
+    pub index: usize,
+    /// What was measured: a worker thread (`worker 0, tid 1234`) or a process.
+    pub label: String,
+    /// Packets of the window its subscribers received.
+    pub packets_out: u64,
+    /// Its CPU time over the window and the drain, seconds.
+    pub cpu_s: f64,
+    /// `packets_out / cpu_s`.
+    pub forwarded_per_cpu_s: f64,
+}
+
 /// The result of one run, over its measurement window.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// How the SFU ran: `embedded` (worker threads in this process) or `signaling` (a real
+    /// `sfu-server` process, joined over its WebSocket API).
+    pub mode: String,
     /// Rooms.
     pub rooms: usize,
     /// Publishers in all rooms.
@@ -169,8 +188,8 @@ pub struct Report {
     pub udp: UdpCounters,
     /// How threads were placed.
     pub pinning: String,
-    /// The worker thread's id.
-    pub worker_tid: u32,
+    /// Per worker: packets forwarded, CPU time, packets per CPU-second.
+    pub workers: Vec<WorkerFigures>,
     /// Whether publishers sent GSO bursts.
     pub gso: bool,
     /// GRO segments a receive slot holds.
@@ -238,7 +257,13 @@ impl Report {
             (
                 "setup",
                 format!(
-                    "{} room(s), {} publishers, {} subscribers, {} consumers, {} B payload, {}",
+                    "{}, {} worker(s): {} room(s), {} publishers, {} subscribers, {} consumers, {} B payload, {}",
+                    if self.mode.is_empty() {
+                        "embedded"
+                    } else {
+                        &self.mode
+                    },
+                    self.workers.len().max(1),
                     self.rooms,
                     self.publishers,
                     self.subscribers,
@@ -332,14 +357,39 @@ impl Report {
                     thousands(self.forwarded_per_cpu_s)
                 ),
             ),
+        ];
+        if self.workers.len() > 1 {
+            for w in &self.workers {
+                rows.push((
+                    "  per worker",
+                    format!(
+                        "{}: {} packets out, {:.2} s CPU, {} pkt per CPU-second",
+                        w.label,
+                        thousands(w.packets_out as f64),
+                        w.cpu_s,
+                        thousands(w.forwarded_per_cpu_s)
+                    ),
+                ));
+            }
+        }
+        rows.extend([
             (
                 "RSS",
-                format!(
-                    "{:.1} MiB (bare worker {:.1} MiB), ≤ {:.1} KiB per consumer",
-                    self.rss_bytes as f64 / 1048576.0,
-                    self.rss_worker_bytes as f64 / 1048576.0,
-                    self.rss_per_consumer_bytes as f64 / 1024.0
-                ),
+                if self.mode == "signaling" {
+                    format!(
+                        "{:.1} MiB of the sfu-server process (at start {:.1} MiB), {:.1} KiB per consumer",
+                        self.rss_bytes as f64 / 1048576.0,
+                        self.rss_worker_bytes as f64 / 1048576.0,
+                        self.rss_per_consumer_bytes as f64 / 1024.0
+                    )
+                } else {
+                    format!(
+                        "{:.1} MiB (bare workers {:.1} MiB), ≤ {:.1} KiB per consumer",
+                        self.rss_bytes as f64 / 1048576.0,
+                        self.rss_worker_bytes as f64 / 1048576.0,
+                        self.rss_per_consumer_bytes as f64 / 1024.0
+                    )
+                },
             ),
             (
                 "load generator",
@@ -358,7 +408,7 @@ impl Report {
                     self.udp.rcvbuf_errors, self.udp.sndbuf_errors
                 ),
             ),
-        ];
+        ]);
         if !self.sfu_drops.is_empty() {
             let drops = self
                 .sfu_drops
@@ -385,13 +435,13 @@ impl Report {
 
     /// The CSV header matching [`Self::csv_row`].
     pub fn csv_header() -> &'static str {
-        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes,offered_in_pps,given_up,in_shortfall_pct"
+        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes,offered_in_pps,given_up,in_shortfall_pct,mode,workers"
     }
 
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{},{:.0},{},{:.2}",
+            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{},{:.0},{},{:.2},{},{}",
             self.rooms,
             self.publishers,
             self.subscribers,
@@ -412,7 +462,9 @@ impl Report {
             self.rss_per_consumer_bytes,
             self.offered_in_pps,
             self.given_up,
-            self.in_shortfall_pct
+            self.in_shortfall_pct,
+            self.mode,
+            self.workers.len()
         )
     }
 }
@@ -469,7 +521,7 @@ mod tests {
         );
         assert!(short.table().contains("WARNING"));
         assert!(
-            short.csv_row().ends_with(",300000,900,60.00"),
+            short.csv_row().contains(",300000,900,60.00,"),
             "{}",
             short.csv_row()
         );

@@ -23,6 +23,7 @@ fn low_rate(rooms: usize, publishers: usize, subscribers: usize) -> LoadConfig {
         pin: false,
         verify_every: 1,
         progress: false,
+        workers: 1,
     }
 }
 
@@ -195,12 +196,52 @@ fn a_fast_publisher_sends_consecutive_packets_and_says_what_it_could_not_send() 
     if r.in_shortfall_pct > 2.0 || r.given_up > 0 {
         assert_eq!(r.warnings.len(), 1, "{table}");
         assert!(table.contains("WARNING"), "{table}");
-        assert!(
-            r.csv_row()
-                .ends_with(&format!(",{}", format_args!("{:.2}", r.in_shortfall_pct)))
-        );
+        let shortfall = format!(",{},{:.2},", r.given_up, r.in_shortfall_pct);
+        assert!(r.csv_row().contains(&shortfall), "{}", r.csv_row());
     } else {
         assert!(r.warnings.is_empty(), "{table}");
         assert!(r.in_pps >= config.packet_rate * 0.98, "{table}");
     }
+}
+
+#[test]
+fn two_rooms_on_two_workers_each_forward_their_room_without_loss() {
+    let config = LoadConfig {
+        workers: 2,
+        ..low_rate(2, 1, 2)
+    };
+    let r = run(&config).expect("run");
+    let table = r.table();
+    assert_eq!(r.workers.len(), 2, "{table}");
+    assert_eq!(r.consumers, 4, "{table}");
+    assert!(r.expected_out > 0);
+    assert_eq!(r.lost, 0, "{table}");
+    assert_eq!(r.srtp_errors, 0, "{table}");
+    assert_eq!(r.payloads_corrupt, 0, "{table}");
+    assert_eq!(r.misrouted, 0, "{table}");
+    assert_eq!(r.sequence_mismatches, 0, "{table}");
+    // One room per worker, the same shape: each forwarded half of what arrived.
+    for w in &r.workers {
+        assert!(w.packets_out > 0, "{table}");
+        assert!(
+            w.packets_out.abs_diff(r.packets_out / 2) <= r.packets_out / 20 + 4,
+            "worker {} forwarded {} of {}: {table}",
+            w.index,
+            w.packets_out,
+            r.packets_out
+        );
+        assert!(
+            w.label.starts_with(&format!("worker {}", w.index)),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        r.workers.iter().map(|w| w.packets_out).sum::<u64>(),
+        r.packets_out
+    );
+    // The SFU's CPU is the sum over its workers.
+    let cpu: f64 = r.workers.iter().map(|w| w.cpu_s).sum();
+    assert!((cpu - r.sfu_cpu_s).abs() < 1e-9, "{table}");
+    assert!(table.contains("per worker"), "{table}");
+    assert!(table.contains("2 worker(s)"), "{table}");
 }
