@@ -45,6 +45,10 @@ struct Cli {
     /// Media workers (threads, one UDP port each); default: one per core.
     #[arg(long, env = "SFU_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
+    /// How many of a room's participants one worker takes before the room spreads to another
+    /// worker (its producers piped there); only matters with 2+ workers. Default: 50.
+    #[arg(long, env = "SFU_ROOM_PARTICIPANTS_PER_WORKER", value_parser = clap::value_parser!(u32).range(1..))]
+    room_participants_per_worker: Option<u32>,
     /// Public IP announced in ICE candidates (behind NAT); defaults to the UDP listen IP.
     #[arg(long, env = "SFU_ANNOUNCE")]
     announce: Option<IpAddr>,
@@ -82,6 +86,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     udp_listen: Option<SocketAddr>,
     workers: Option<u16>,
+    room_participants_per_worker: Option<u32>,
     announce: Option<IpAddr>,
     web_root: Option<PathBuf>,
     dev: Option<bool>,
@@ -210,6 +215,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => usize::from(n),
         None => default_worker_count(),
     };
+    let participants_per_worker = match cli
+        .room_participants_per_worker
+        .or(file.room_participants_per_worker)
+    {
+        Some(0) => return Err("room_participants_per_worker must be at least 1".into()),
+        Some(n) => usize::try_from(n)?,
+        None => RoomSettings::default().participants_per_worker,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -229,6 +242,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_participants: file
                 .max_participants
                 .unwrap_or(RoomSettings::default().max_participants),
+            participants_per_worker,
             service: RoomService::new(RoomServiceConfig {
                 storage: Some(storage.clone()),
                 webhooks: webhooks.as_ref().map(WebhookDispatcher::sender),
@@ -308,6 +322,7 @@ announce = "203.0.113.7"
 dev = false
 max_participants = 50
 workers = 4
+room_participants_per_worker = 40
 subscriber_max_kbps = 8000
 publisher_remb_max_kbps = 2500
 [[api_keys]]
@@ -321,6 +336,7 @@ secret = "a-long-random-secret"
         assert_eq!(file.dev, Some(false));
         assert_eq!(file.max_participants, Some(50));
         assert_eq!(file.workers, Some(4));
+        assert_eq!(file.room_participants_per_worker, Some(40));
         assert_eq!(file.subscriber_max_kbps, Some(8000));
         assert_eq!(file.publisher_remb_max_kbps, Some(2500));
         assert_eq!(file.api_keys.len(), 1);

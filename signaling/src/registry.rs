@@ -2,17 +2,19 @@
 //! the pool) and which room owns each media transport.
 //!
 //! A session joins through [`Registry::join`], which creates the room actor on first use and
-//! places it on the least-loaded worker of the [`WorkerPool`] (measured at that moment); all
-//! of a room lives on that one worker, and the room's [`RoomPlacement`] is held here while the
-//! room lives, so closing the room frees its share of the worker's load. A room actor
-//! removes itself when its last participant leaves, under the same lock, so a join can never
-//! land in a room that is shutting down. Worker events (a transport's consent expired, DTLS
-//! failed) are routed to the room owning the transport. Transport and router ids are only
-//! unique within a worker, so every id is filed with its worker's index: each room talks to
-//! the registry through a clone that knows the room's worker.
+//! places it on the least-loaded worker of the [`WorkerPool`] (measured at that moment): the
+//! room's *home* worker. The room's [`RoomPlacement`] there is held here while the room
+//! lives, so closing the room frees its share of the worker's load; a room that outgrows its
+//! home takes more workers itself (see [`crate::room`]) and holds those placements. A room
+//! actor removes itself when its last participant leaves, under the same lock, so a join can
+//! never land in a room that is shutting down. Worker events (a transport's consent expired,
+//! DTLS failed) are routed to the room owning the transport, active-speaker changes to the
+//! room whose home router they name (only home routers are filed: the home worker's detector
+//! speaks for the room). Transport and router ids are only unique within a worker, so every
+//! id is filed with its worker's index.
 //!
-//! This module decides placement; it must not talk to the media plane beyond that (the room
-//! actors do).
+//! This module decides where rooms start; it must not talk to the media plane beyond that
+//! (the room actors do).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -41,8 +43,6 @@ pub struct Registry {
     transports: Arc<StdMutex<HashMap<(usize, TransportId), String>>>,
     routers: Arc<StdMutex<HashMap<(usize, RouterId), String>>>,
     pool: Arc<WorkerPool>,
-    /// The worker of the room holding this clone (0 for the server's own).
-    worker_index: usize,
     settings: RoomSettings,
     metrics: Arc<Metrics>,
 }
@@ -73,7 +73,6 @@ impl Registry {
             transports: Arc::default(),
             routers: Arc::default(),
             pool,
-            worker_index: 0,
             settings,
             metrics,
         }
@@ -89,7 +88,7 @@ impl Registry {
         &self.pool
     }
 
-    /// The index in the pool of the worker `room` lives on, while it is open.
+    /// The index in the pool of `room`'s home worker (where it was placed), while it is open.
     pub async fn room_worker(&self, room: &str) -> Option<usize> {
         self.rooms
             .lock()
@@ -120,14 +119,11 @@ impl Registry {
             .place_room_measured()
             .await
             .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "no media worker"))?;
-        let for_room = Self {
-            worker_index: placement.index(),
-            ..self.clone()
-        };
         let actor = Room::create(
             room.to_owned(),
+            placement.index(),
             placement.worker().clone(),
-            for_room,
+            self.clone(),
             self.settings.clone(),
         )
         .await?;
@@ -171,24 +167,25 @@ impl Registry {
         self.rooms.lock().await.len()
     }
 
-    /// Records that `transport` (on this room's worker) belongs to `room`.
-    pub fn watch_transport(&self, transport: TransportId, room: &str) {
+    /// Records that `transport` on the pool's worker `worker` belongs to `room`.
+    pub fn watch_transport(&self, worker: usize, transport: TransportId, room: &str) {
         if let Ok(mut t) = self.transports.lock() {
-            t.insert((self.worker_index, transport), room.to_owned());
+            t.insert((worker, transport), room.to_owned());
         }
     }
 
-    /// Records that `router` (on this room's worker) is `room`'s.
-    pub fn watch_router(&self, router: RouterId, room: &str) {
+    /// Records that `router` on the pool's worker `worker` is `room`'s home router: its
+    /// active-speaker changes are the room's.
+    pub fn watch_router(&self, worker: usize, router: RouterId, room: &str) {
         if let Ok(mut r) = self.routers.lock() {
-            r.insert((self.worker_index, router), room.to_owned());
+            r.insert((worker, router), room.to_owned());
         }
     }
 
-    /// Forgets a transport of this room's worker.
-    pub fn unwatch_transport(&self, transport: TransportId) {
+    /// Forgets a transport of the pool's worker `worker`.
+    pub fn unwatch_transport(&self, worker: usize, transport: TransportId) {
         if let Ok(mut t) = self.transports.lock() {
-            t.remove(&(self.worker_index, transport));
+            t.remove(&(worker, transport));
         }
     }
 
@@ -206,6 +203,7 @@ impl Registry {
                         .ok()
                         .and_then(|mut t| t.remove(&(worker, transport))),
                     RoomCommand::TransportClosed {
+                        worker,
                         transport,
                         reason: format!("{reason:?}"),
                     },

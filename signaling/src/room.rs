@@ -14,6 +14,18 @@
 //! room that is not stored opens only for a token with `room_create` (and is then stored with
 //! a fresh meeting code); a stored room's settings (participant limit, empty timeout) apply.
 //!
+//! A room can span workers (cores). It starts on its *home* worker, where the registry placed
+//! it; once each of its workers holds [`RoomSettings::participants_per_worker`] of its
+//! participants, a newcomer's transports go to one more worker of the pool
+//! ([`WorkerPool::place_room_extension`]; when the room is on every worker already, to its
+//! least-populated one), where the room has a router of its own. Everything of a participant
+//! lives on its worker, and ids are only unique per worker, so every worker call goes to the
+//! participant's worker. A subscriber on another worker than the publisher consumes a *copy*
+//! of the track on its own worker ([`sfu_core::pipe`]), created when a subscriber there first
+//! needs it and reused by the next; the copies close by themselves with the track. Speaker
+//! events come from the home worker only, which therefore holds a copy of every audio track.
+//! An extension worker left without participants is given back (its router closes).
+//!
 //! The actor also owns the meeting: it is recorded through a
 //! [`MeetingRecorder`](crate::meeting_recorder::MeetingRecorder) (never waited for), its chat
 //! lives in a [`ChatLog`] for the meeting only, and lifecycle events go to the webhooks. A room
@@ -25,9 +37,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sfu_core::driver::WorkerHandle;
+use sfu_core::pipe::{PipeEndpoint, PipeSource};
+use sfu_core::worker_pool::{RoomPlacement, WorkerPool};
 use sfu_core::{
     ConsumerId, MediaKind, ProducerId, RouterId, RtpParameters, TransportId, WebRtcTransportInfo,
-    WebRtcTransportOptions,
+    WebRtcTransportOptions, Worker,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -91,16 +105,18 @@ pub enum RoomCommand {
         /// Who.
         sid: String,
     },
-    /// A media transport of this room closed on the worker.
+    /// A media transport of this room closed on its worker.
     TransportClosed {
+        /// The worker (pool index): transport ids are only unique per worker.
+        worker: usize,
         /// Which.
         transport: TransportId,
         /// Why.
         reason: String,
     },
-    /// The room's dominant speaker changed on the worker.
+    /// The room's dominant speaker changed on its home worker.
     ActiveSpeaker {
-        /// The audio producer speaking, if any.
+        /// The audio producer speaking (on the home worker), if any.
         producer: Option<ProducerId>,
     },
     /// The server shuts down: tell everyone and stop.
@@ -167,6 +183,9 @@ pub enum ParticipantRequest {
 pub struct RoomSettings {
     /// Maximum participants at once.
     pub max_participants: usize,
+    /// How many of a room's participants one worker takes before the room spreads to one
+    /// more worker of the pool (only matters with two workers or more; 0 counts as 1).
+    pub participants_per_worker: usize,
     /// How long an empty room stays open (its meeting running) before it closes.
     pub empty_timeout: Duration,
     /// Storage, webhooks, revocations and the admin directory.
@@ -177,18 +196,57 @@ impl Default for RoomSettings {
     fn default() -> Self {
         Self {
             max_participants: 100,
+            participants_per_worker: DEFAULT_PARTICIPANTS_PER_WORKER,
             empty_timeout: Duration::ZERO,
             service: RoomService::default(),
         }
     }
 }
 
+/// [`RoomSettings::participants_per_worker`] unless configured: a worker (one core) forwards
+/// a 50-person meeting of camera and microphone tracks (about 2,500 consumers) comfortably,
+/// and rooms that size rarely need the pipes a second worker costs.
+pub const DEFAULT_PARTICIPANTS_PER_WORKER: usize = 50;
+
 struct Track {
     info: TrackInfo,
+    /// The producer on its publisher's worker.
     producer: ProducerId,
+    /// That worker (pool index).
+    worker: usize,
+    /// The publisher's transport there: copies of one publisher's tracks name it.
+    publisher_transport: TransportId,
+    /// Its parameters as produced, which its copies on other workers take.
+    parameters: RtpParameters,
+    /// Its copies on the room's other workers, by pool index: created when a subscriber on
+    /// that worker first needs it (and on the home worker for every audio track, for the
+    /// active speaker); they close with the producer.
+    copies: BTreeMap<usize, ProducerId>,
     publish_mid: String,
     /// Counts the track in `sfu_tracks` while it exists.
     _live: Live,
+}
+
+impl Track {
+    /// The producer that carries this track on `worker`, if there is one yet.
+    fn producer_on(&self, worker: usize) -> Option<ProducerId> {
+        if worker == self.worker {
+            Some(self.producer)
+        } else {
+            self.copies.get(&worker).copied()
+        }
+    }
+}
+
+/// The room's media on one worker of the pool: a router of its own (ids are per worker).
+struct RoomWorker {
+    /// Index in the pool.
+    index: usize,
+    handle: Arc<WorkerHandle>,
+    router: RouterId,
+    /// The room's share of an extension worker's load, held while the room uses it. `None`
+    /// for the home worker, whose placement the registry holds for the room's whole life.
+    _placement: Option<RoomPlacement>,
 }
 
 struct Slot {
@@ -221,6 +279,8 @@ struct Publication {
 
 struct Participant {
     info: ParticipantInfo,
+    /// The worker (pool index) holding its transports, producers and consumers.
+    worker: usize,
     grants: Grants,
     /// The verified token it joined with (identity, `jti` and expiry, for revocation).
     claims: Claims,
@@ -237,8 +297,10 @@ struct Participant {
 /// The room actor's state.
 pub struct Room {
     name: String,
-    router: RouterId,
-    worker: Arc<WorkerHandle>,
+    /// The workers the room is on, in the order it took them; the first is its home (where
+    /// it was placed, whose active-speaker detector speaks for the room) and stays while the
+    /// room lives.
+    workers: Vec<RoomWorker>,
     registry: Registry,
     settings: RoomSettings,
     participants: BTreeMap<String, Participant>,
@@ -282,25 +344,31 @@ fn internal(e: impl std::fmt::Display) -> ProtocolError {
 }
 
 impl Room {
-    /// Creates the room's router on the worker and returns the actor state.
+    /// Creates the room's router on its home worker (`home`, the pool's worker `index`) and
+    /// returns the actor state.
     pub async fn create(
         name: String,
-        worker: Arc<WorkerHandle>,
+        index: usize,
+        home: Arc<WorkerHandle>,
         registry: Registry,
         settings: RoomSettings,
     ) -> Result<Self, ProtocolError> {
-        let router = worker
+        let router = home
             .call(|w, _| w.create_router())
             .await
             .map_err(internal)?;
-        registry.watch_router(router, &name);
+        registry.watch_router(index, router, &name);
         let live = registry.metrics().room();
         let service = settings.service.clone();
         let (generation, admin) = service.register(&name);
         Ok(Self {
             name,
-            router,
-            worker,
+            workers: vec![RoomWorker {
+                index,
+                handle: home,
+                router,
+                _placement: None,
+            }],
             registry,
             settings,
             participants: BTreeMap::new(),
@@ -373,9 +441,172 @@ impl Room {
         }
         self.end_meeting();
         self.service.deregister(&self.name, self.generation);
-        let router = self.router;
-        let _ = self.worker.call(move |w, _| w.close_router(router)).await;
+        // Extensions first: their copies then close on their own side, not by message.
+        for w in self.workers.drain(..).rev() {
+            let router = w.router;
+            let _ = w.handle.call(move |w, _| w.close_router(router)).await;
+        }
         tracing::info!(room = %self.name, "room closed");
+    }
+
+    /// The room's part on the pool's worker `index`.
+    fn room_worker(&self, index: usize) -> Result<&RoomWorker, ProtocolError> {
+        self.workers
+            .iter()
+            .find(|w| w.index == index)
+            .ok_or_else(|| internal(format!("the room is not on worker {index}")))
+    }
+
+    /// The pool index of the room's home worker.
+    fn home(&self) -> usize {
+        self.workers.first().map_or(0, |w| w.index)
+    }
+
+    /// Runs `f` on the pool's worker `index` (one the room is on).
+    async fn on_worker<R: Send + 'static>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut Worker, std::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, ProtocolError> {
+        let handle = self.room_worker(index)?.handle.clone();
+        handle.call(f).await.map_err(internal)
+    }
+
+    /// How many of the room's participants are on the pool's worker `index`.
+    fn population(&self, index: usize) -> usize {
+        self.participants
+            .values()
+            .filter(|p| p.worker == index)
+            .count()
+    }
+
+    /// Where a newcomer's media goes: the first of the room's workers (in the order the room
+    /// took them) with fewer than [`RoomSettings::participants_per_worker`] participants; else
+    /// one more worker of the pool; else (the room is on every worker) its least-populated.
+    async fn worker_for_newcomer(&mut self) -> Result<usize, ProtocolError> {
+        let per_worker = self.settings.participants_per_worker.max(1);
+        if let Some(w) = self
+            .workers
+            .iter()
+            .find(|w| self.population(w.index) < per_worker)
+        {
+            return Ok(w.index);
+        }
+        let pool: Arc<WorkerPool> = self.registry.pool().clone();
+        let on: Vec<usize> = self.workers.iter().map(|w| w.index).collect();
+        if pool.len() > on.len() {
+            pool.refresh_load().await;
+        }
+        if let Some(placement) = pool.place_room_extension(&on) {
+            let handle = placement.worker().clone();
+            match handle.call(|w, _| w.create_router()).await {
+                Ok(router) => {
+                    let index = placement.index();
+                    tracing::info!(room = %self.name, worker = index, "room extended to another worker");
+                    self.workers.push(RoomWorker {
+                        index,
+                        handle,
+                        router,
+                        _placement: Some(placement),
+                    });
+                    return Ok(index);
+                }
+                Err(e) => tracing::warn!(room = %self.name, "cannot extend the room: {e}"),
+            }
+        }
+        self.workers
+            .iter()
+            .min_by_key(|w| self.population(w.index))
+            .map(|w| w.index)
+            .ok_or_else(|| internal("a room without workers"))
+    }
+
+    /// Gives back every extension worker without participants: its router closes (with the
+    /// copies on it, which tell their sources to stop) and the room's share of its load goes.
+    async fn release_idle_workers(&mut self) {
+        let home = self.home();
+        let idle: Vec<usize> = self
+            .workers
+            .iter()
+            .map(|w| w.index)
+            .filter(|&i| i != home && self.population(i) == 0)
+            .collect();
+        for index in idle {
+            let Some(at) = self.workers.iter().position(|w| w.index == index) else {
+                continue;
+            };
+            let w = self.workers.remove(at);
+            let router = w.router;
+            if let Err(e) = w.handle.call(move |w, _| w.close_router(router)).await {
+                tracing::warn!(room = %self.name, worker = index, "closing the room's router: {e}");
+            }
+            for t in self.tracks.values_mut() {
+                t.copies.remove(&index);
+            }
+            tracing::info!(room = %self.name, worker = index, "room left an idle worker");
+        }
+    }
+
+    /// The producer carrying `track` on the pool's worker `worker`: the track's own there, or
+    /// its copy, created and connected to the source on first need.
+    async fn producer_on(
+        &mut self,
+        track: &str,
+        worker: usize,
+    ) -> Result<ProducerId, ProtocolError> {
+        let t = self
+            .tracks
+            .get(track)
+            .ok_or_else(|| internal("track vanished"))?;
+        if let Some(p) = t.producer_on(worker) {
+            return Ok(p);
+        }
+        let source = PipeSource {
+            endpoint: PipeEndpoint {
+                worker: t.worker,
+                producer: t.producer,
+            },
+            publisher: t.publisher_transport,
+        };
+        let parameters = t.parameters.clone();
+        let screen = t.info.source == TrackSource::Screen;
+        let source_worker = t.worker;
+        let router = self.room_worker(worker)?.router;
+        let copy = self
+            .on_worker(worker, move |w, _| {
+                let copy = w.create_pipe_producer(router, source, parameters)?;
+                // Subscribers' bandwidth goes to a shared screen first, on every worker.
+                if screen && let Err(e) = w.set_producer_screen(copy, true) {
+                    let _ = w.close_producer(copy);
+                    return Err(e);
+                }
+                Ok(copy)
+            })
+            .await?
+            .map_err(internal)?;
+        let to = PipeEndpoint {
+            worker,
+            producer: copy,
+        };
+        let connected = self
+            .on_worker(source_worker, move |w, now| {
+                w.connect_pipe(now, source.endpoint.producer, to)
+            })
+            .await;
+        if !matches!(connected, Ok(Ok(()))) {
+            // The source is gone (its transport closed meanwhile): no packet will ever come.
+            let _ = self
+                .on_worker(worker, move |w, _| w.close_producer(copy))
+                .await;
+            return Err(internal(format!(
+                "cannot pipe track {track} to worker {worker}"
+            )));
+        }
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.copies.insert(worker, copy);
+        }
+        tracing::debug!(room = %self.name, %track, from = source_worker, to = worker, "track piped");
+        Ok(copy)
     }
 
     /// Ends the meeting, then removes the room unless commands are queued (a join arrived: it
@@ -406,12 +637,17 @@ impl Room {
                 }
             }
             RoomCommand::Leave { sid } => self.remove_participant(&sid).await,
-            RoomCommand::TransportClosed { transport, reason } => {
+            RoomCommand::TransportClosed {
+                worker,
+                transport,
+                reason,
+            } => {
                 let owner = self.participants.iter().find(|(_, p)| {
-                    p.subscription.transport.id == transport
-                        || p.publication
-                            .as_ref()
-                            .is_some_and(|x| x.transport.id == transport)
+                    p.worker == worker
+                        && (p.subscription.transport.id == transport
+                            || p.publication
+                                .as_ref()
+                                .is_some_and(|x| x.transport.id == transport))
                 });
                 if let Some((sid, p)) = owner {
                     let sid = sid.clone();
@@ -422,8 +658,14 @@ impl Room {
                 }
             }
             RoomCommand::ActiveSpeaker { producer } => {
+                // The home worker names its own producer: a track's, or a copy of one.
+                let home = self.home();
                 let participant = producer
-                    .and_then(|p| self.tracks.values().find(|t| t.producer == p))
+                    .and_then(|p| {
+                        self.tracks
+                            .values()
+                            .find(|t| t.producer_on(home) == Some(p))
+                    })
                     .map(|t| t.info.participant.clone());
                 self.active_speaker.clone_from(&participant);
                 self.broadcast("", &ServerMessage::ActiveSpeaker { participant });
@@ -598,10 +840,10 @@ impl Room {
             return Err(ProtocolError::new(ErrorCode::RoomFull, "the room is full"));
         }
         let sid = format!("PA_{}", random_id());
-        let router = self.router;
-        let transport = self
-            .worker
-            .call(move |w, now| {
+        let worker = self.worker_for_newcomer().await?;
+        let router = self.room_worker(worker)?.router;
+        let created = self
+            .on_worker(worker, move |w, now| {
                 // Unarmed: its connect deadlines start with its first offer (see add_slot), so a
                 // participant alone in the room is not cut after 30 s.
                 let options = WebRtcTransportOptions {
@@ -611,9 +853,17 @@ impl Room {
                 w.create_webrtc_transport(now, router, options)
             })
             .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        self.registry.watch_transport(transport.id, &self.name);
+            .and_then(|r| r.map_err(internal));
+        let transport = match created {
+            Ok(t) => t,
+            Err(e) => {
+                // A worker taken for this newcomer alone is given back.
+                self.release_idle_workers().await;
+                return Err(e);
+            }
+        };
+        self.registry
+            .watch_transport(worker, transport.id, &self.name);
         let info = ParticipantInfo {
             sid: sid.clone(),
             identity: claims.sub.clone(),
@@ -623,6 +873,7 @@ impl Room {
         let hidden = claims.grants.hidden;
         let participant = Participant {
             info: info.clone(),
+            worker,
             grants: claims.grants,
             claims: claims.clone(),
             joined_at_ms,
@@ -858,21 +1109,23 @@ impl Room {
                 }
             }
         }
+        let worker = p.worker;
         // The transport, once.
         if p.publication.is_none() {
-            let router = self.router;
+            let router = self.room_worker(worker)?.router;
             let fingerprint = offer.fingerprint.clone();
             let options = WebRtcTransportOptions {
                 remote_fingerprint: Some(fingerprint.clone()),
                 ..Default::default()
             };
             let transport = self
-                .worker
-                .call(move |w, now| w.create_webrtc_transport(now, router, options))
-                .await
-                .map_err(internal)?
+                .on_worker(worker, move |w, now| {
+                    w.create_webrtc_transport(now, router, options)
+                })
+                .await?
                 .map_err(internal)?;
-            self.registry.watch_transport(transport.id, &self.name);
+            self.registry
+                .watch_transport(worker, transport.id, &self.name);
             if let Some(p) = self.participants.get_mut(sid) {
                 p.publication = Some(Publication {
                     transport,
@@ -916,10 +1169,8 @@ impl Room {
             let track_id = if new {
                 let for_worker = params.clone();
                 let producer = self
-                    .worker
-                    .call(move |w, _| w.produce(transport_id, for_worker))
-                    .await
-                    .map_err(internal)?
+                    .on_worker(worker, move |w, _| w.produce(transport_id, for_worker))
+                    .await?
                     .map_err(|e| ProtocolError::new(ErrorCode::InvalidSdp, e.to_string()))?;
                 let source = sources
                     .iter()
@@ -931,10 +1182,8 @@ impl Room {
                     });
                 if source == TrackSource::Screen {
                     // Subscribers' bandwidth goes to a shared screen first.
-                    self.worker
-                        .call(move |w, _| w.set_producer_screen(producer, true))
-                        .await
-                        .map_err(internal)?
+                    self.on_worker(worker, move |w, _| w.set_producer_screen(producer, true))
+                        .await?
                         .map_err(|e| ProtocolError::new(ErrorCode::Internal, e.to_string()))?;
                 }
                 let track_id = format!("TR_{}", random_id());
@@ -950,10 +1199,22 @@ impl Room {
                     Track {
                         info,
                         producer,
+                        worker,
+                        publisher_transport: transport_id,
+                        parameters: params,
+                        copies: BTreeMap::new(),
                         publish_mid: m.mid.clone(),
                         _live: self.registry.metrics().track(kind),
                     },
                 );
+                // The home worker's detector speaks for the room: it must hear every voice.
+                let home = self.home();
+                if kind == MediaKind::Audio
+                    && worker != home
+                    && let Err(e) = self.producer_on(&track_id, home).await
+                {
+                    tracing::warn!(room = %self.name, track = %track_id, "no active speaker detection for it: {}", e.message);
+                }
                 created.push(track_id.clone());
                 track_id
             } else {
@@ -1033,14 +1294,24 @@ impl Room {
         let Some(t) = self.tracks.get(track) else {
             return;
         };
-        let Some(p) = self.participants.get(sid) else {
+        let Some(worker) = self.participants.get(sid).map(|p| p.worker) else {
             return;
         };
-        let (producer, muted, publisher) = (t.producer, t.info.muted, t.info.participant.clone());
+        let (muted, publisher) = (t.info.muted, t.info.participant.clone());
         let kind = if t.info.kind == "audio" {
             MediaKind::Audio
         } else {
             MediaKind::Video
+        };
+        // Consumed where the subscriber is: a copy when the publisher is on another worker.
+        let producer = match self.producer_on(track, worker).await {
+            Ok(p) => p,
+            Err(e) => {
+                return tracing::warn!(room = %self.name, %sid, %track, "cannot consume: {}", e.message);
+            }
+        };
+        let Some(p) = self.participants.get(sid) else {
+            return;
         };
         // A finished section of the same kind is reused: the SDP would otherwise grow with
         // every track that ever ended (a long meeting would outgrow the frame limit).
@@ -1065,8 +1336,7 @@ impl Room {
         // deadlines start now, not at join (a participant alone for a minute must not be cut).
         let first_offer = p.subscription.version == 0;
         let result = self
-            .worker
-            .call(move |w, now| {
+            .on_worker(worker, move |w, now| {
                 if first_offer {
                     w.rearm_transport(now, transport)?;
                 }
@@ -1084,7 +1354,7 @@ impl Room {
                 tracing::warn!(room = %self.name, %sid, %track, "cannot consume: {e}");
                 return;
             }
-            Err(e) => return tracing::warn!("worker gone: {e}"),
+            Err(e) => return tracing::warn!("worker gone: {}", e.message),
         };
         if let Some(p) = self.participants.get_mut(sid) {
             let slot = Slot {
@@ -1181,11 +1451,11 @@ impl Room {
         if !sub.fingerprint_known {
             let transport = sub.transport.id;
             let fingerprint = answer.fingerprint.clone();
-            self.worker
-                .call(move |w, now| w.set_remote_fingerprint(now, transport, fingerprint))
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
+            self.on_worker(p.worker, move |w, now| {
+                w.set_remote_fingerprint(now, transport, fingerprint)
+            })
+            .await?
+            .map_err(internal)?;
         }
         let Some(p) = self.participants.get_mut(sid) else {
             return Ok(());
@@ -1207,6 +1477,11 @@ impl Room {
         preferences: sfu_core::consumer::ConsumerPreferences,
         paused: Option<bool>,
     ) -> Result<(), ProtocolError> {
+        let worker = self
+            .participants
+            .get(sid)
+            .map(|p| p.worker)
+            .ok_or_else(|| internal("subscriber vanished"))?;
         let slot = self
             .participants
             .get_mut(sid)
@@ -1230,17 +1505,15 @@ impl Room {
             .ok_or_else(|| internal("slot without consumer"))?;
         // A track its publisher muted stays paused whatever the subscriber asks.
         let muted = self.tracks.get(track).is_some_and(|t| t.info.muted);
-        self.worker
-            .call(move |w, now| {
-                w.set_consumer_preferences(now, consumer, preferences)?;
-                if let Some(paused) = paused {
-                    w.set_consumer_paused(now, consumer, paused || muted)?;
-                }
-                Ok::<_, sfu_core::WorkerError>(())
-            })
-            .await
-            .map_err(internal)?
-            .map_err(internal)
+        self.on_worker(worker, move |w, now| {
+            w.set_consumer_preferences(now, consumer, preferences)?;
+            if let Some(paused) = paused {
+                w.set_consumer_paused(now, consumer, paused || muted)?;
+            }
+            Ok::<_, sfu_core::WorkerError>(())
+        })
+        .await?
+        .map_err(internal)
     }
 
     /// Mutes a track: the requester's own, or anyone's for a room admin (`by_admin`). `id` is
@@ -1268,22 +1541,27 @@ impl Room {
                 ));
             }
         }
-        let consumers: Vec<ConsumerId> = self
-            .participants
-            .values()
-            .flat_map(|p| p.subscription.slots.iter())
-            .filter(|s| s.track == track && !s.paused_by_subscriber)
-            .filter_map(|s| s.consumer)
-            .collect();
+        // Each subscriber's consumer is on the subscriber's worker.
+        let mut consumers: BTreeMap<usize, Vec<ConsumerId>> = BTreeMap::new();
+        for p in self.participants.values() {
+            for s in &p.subscription.slots {
+                if s.track == track
+                    && !s.paused_by_subscriber
+                    && let Some(c) = s.consumer
+                {
+                    consumers.entry(p.worker).or_default().push(c);
+                }
+            }
+        }
         // Muted media is not forwarded at all: the subscribers' bandwidth is saved.
-        self.worker
-            .call(move |w, now| {
+        for (worker, consumers) in consumers {
+            self.on_worker(worker, move |w, now| {
                 for c in consumers {
                     let _ = w.set_consumer_paused(now, c, muted);
                 }
             })
-            .await
-            .map_err(internal)?;
+            .await?;
+        }
         if let Some(t) = self.tracks.get_mut(track) {
             t.info.muted = muted;
         }
@@ -1309,10 +1587,10 @@ impl Room {
         let Some(t) = self.tracks.remove(track) else {
             return;
         };
+        // Its copies on other workers close with it (and their consumers with them).
         let producer = t.producer;
         let _ = self
-            .worker
-            .call(move |w, _| w.close_producer(producer))
+            .on_worker(t.worker, move |w, _| w.close_producer(producer))
             .await;
         if let Some(p) = self.participants.get(&t.info.participant) {
             self.webhook(WebhookEvent::track_unpublished(
@@ -1371,15 +1649,15 @@ impl Room {
         let Some(p) = self.participants.remove(sid) else {
             return;
         };
+        let worker = p.worker;
         let mut transports = vec![p.subscription.transport.id];
         transports.extend(p.publication.map(|x| x.transport.id));
         for t in &transports {
-            self.registry.unwatch_transport(*t);
+            self.registry.unwatch_transport(worker, *t);
         }
         let metrics = self.registry.metrics().clone();
         let _ = self
-            .worker
-            .call(move |w, _| {
+            .on_worker(worker, move |w, _| {
                 for t in transports {
                     // Its counters leave the worker's sums with it: keep them in the totals.
                     if let Some(last) = w.transport_stats(t) {
@@ -1389,6 +1667,7 @@ impl Room {
                 }
             })
             .await;
+        self.release_idle_workers().await;
         if !p.grants.hidden {
             self.broadcast(
                 sid,
@@ -1627,6 +1906,7 @@ impl Room {
                 .revoke(&self.name, None, Some(&p.claims.jti), p.claims.exp);
         }
         let info = p.info.clone();
+        let worker = p.worker;
         if !grants.join {
             self.expel(sid, "removed from the room").await;
             return Err(RoomServiceError::UnknownParticipant(sid.to_owned()));
@@ -1647,11 +1927,10 @@ impl Room {
                 .and_then(|p| p.publication.take());
             if let Some(publication) = publication {
                 let transport = publication.transport.id;
-                self.registry.unwatch_transport(transport);
+                self.registry.unwatch_transport(worker, transport);
                 let metrics = self.registry.metrics().clone();
                 let _ = self
-                    .worker
-                    .call(move |w, _| {
+                    .on_worker(worker, move |w, _| {
                         if let Some(last) = w.transport_stats(transport) {
                             metrics.retire_transport(transport, last);
                         }
@@ -1676,8 +1955,7 @@ impl Room {
                 })
                 .unwrap_or_default();
             let _ = self
-                .worker
-                .call(move |w, _| {
+                .on_worker(worker, move |w, _| {
                     for c in consumers {
                         let _ = w.close_consumer(c);
                     }
@@ -1725,7 +2003,12 @@ impl Room {
             .filter_map(|s| s.consumer.map(|c| (c, s.track.clone())))
             .collect();
         let sid = sid.to_owned();
-        self.worker
+        let handle = self
+            .room_worker(p.worker)
+            .map_err(|e| RoomServiceError::Worker(e.message))?
+            .handle
+            .clone();
+        handle
             .call(move |w, now| {
                 let consumers = slots
                     .iter()
