@@ -58,9 +58,10 @@ export class Server {
    * Starts the server and resolves once `GET /healthz` answers 200. It listens for HTTP and UDP
    * on `host` (an IPv4 address of this machine, 127.0.0.1 by default), which is also the address
    * its ICE candidates announce: e.g. the host side of a veth pair, so that a browser in a
-   * network namespace reaches it (lib/netns.mjs).
+   * network namespace reaches it (lib/netns.mjs). `args` are more flags of sfu-server (e.g.
+   * `['--workers', '2']`).
    */
-  static async start({ host = '127.0.0.1' } = {}) {
+  static async start({ host = '127.0.0.1', args = [] } = {}) {
     if (!fs.existsSync(SERVER_BIN)) {
       throw new Error(
         `no server binary at ${SERVER_BIN}: run \`cargo build -p sfu-server\` in ${REPO_ROOT} ` +
@@ -73,7 +74,7 @@ export class Server {
     const udpPort = await freeUdpPort(host);
     const child = spawn(
       SERVER_BIN,
-      ['--http-listen', `${host}:${httpPort}`, '--udp-listen', `${host}:${udpPort}`, '--dev'],
+      ['--http-listen', `${host}:${httpPort}`, '--udp-listen', `${host}:${udpPort}`, '--dev', ...args],
       {
         cwd,
         env: {

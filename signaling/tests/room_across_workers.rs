@@ -23,15 +23,23 @@ const DEADLINE: Duration = Duration::from_secs(15);
 const OFFER: &str = include_str!("fixtures/chrome-publish-offer.sdp");
 
 fn claims(room: &str, identity: &str) -> Claims {
+    claims_with(
+        room,
+        identity,
+        Grants {
+            room_create: true,
+            ..Grants::participant()
+        },
+    )
+}
+
+fn claims_with(room: &str, identity: &str, grants: Grants) -> Claims {
     Claims {
         iss: "k".into(),
         sub: identity.into(),
         name: identity.into(),
         room: room.into(),
-        grants: Grants {
-            room_create: true,
-            ..Grants::participant()
-        },
+        grants,
         nbf: 0,
         exp: u64::MAX,
         jti: format!("test-{room}-{identity}"),
@@ -99,17 +107,22 @@ impl Joined {
 }
 
 async fn join(registry: &Registry, room: &str, identity: &str) -> Joined {
+    join_as(registry, claims(room, identity)).await
+}
+
+async fn join_as(registry: &Registry, claims: Claims) -> Joined {
+    let room = claims.room.clone();
     let (outbound, frames) = mpsc::channel(256);
     let (kick, kicked) = oneshot::channel();
     let (reply, sid) = oneshot::channel();
     let command = RoomCommand::Join {
         id: json!(1),
-        claims: claims(room, identity),
+        claims,
         outbound,
         kick,
         reply,
     };
-    let sender = registry.join(room, command).await.unwrap();
+    let sender = registry.join(&room, command).await.unwrap();
     Joined {
         sid: sid.await.unwrap().unwrap(),
         room: sender,
@@ -289,6 +302,38 @@ async fn below_the_setting_a_room_stays_on_one_worker() {
         1 - home,
         held_(1, 1, 2, 2),
         "the fourth goes elsewhere",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_home_worker_gets_a_copy_of_every_voice_even_without_subscribers_there() {
+    let (pool, registry) = setup(2, 1);
+    // The home worker's only participant publishes and subscribes to nothing: no subscription
+    // there would ever ask for a copy.
+    let stage = Grants {
+        room_create: true,
+        subscribe: false,
+        publish: false,
+        ..Grants::participant()
+    };
+    let _host = join_as(&registry, claims_with("talk", "host", stage)).await;
+    let home = registry.room_worker("talk").await.unwrap();
+    let mut speaker = join(&registry, "talk", "speaker").await;
+    speaker.publish().await;
+    wait_held(
+        &pool,
+        1 - home,
+        held_(1, 2, 2, 0),
+        "speaker publishes on the second worker",
+    )
+    .await;
+    // Audio only: the video is piped only when someone there subscribes.
+    wait_held(
+        &pool,
+        home,
+        held_(1, 1, 1, 0),
+        "a copy of the speaker's audio at home",
     )
     .await;
 }
