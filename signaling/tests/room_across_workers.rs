@@ -2,7 +2,8 @@
 //! per worker: the second participant lands on another worker, subscribing there makes copies
 //! of the first one's tracks (one per track and worker, reused by later subscribers), the home
 //! worker gets a copy of every audio track for the active speaker, a track's copies close with
-//! it, and the extension worker is given back (router closed, load freed) once it is empty.
+//! it, the admin API reads and removes a participant on its own worker, and the extension
+//! worker is given back (router closed, load freed) once it is empty.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use signaling::metrics::Metrics;
 use signaling::protocol::ServerMessage;
 use signaling::registry::Registry;
 use signaling::room::{Outbound, ParticipantRequest, RoomCommand, RoomSettings};
+use signaling::room_service::AdminRequest;
 use tokio::sync::{mpsc, oneshot};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -245,6 +247,24 @@ async fn a_room_spreads_to_a_second_worker_and_pipes_tracks_between_them() {
     )
     .await;
     wait_held(&pool, home, held_(1, 2, 4, 2), "alice subscribes to copies").await;
+    // The admin API's stats of Bob are read on his worker (ids are only unique per worker).
+    let (reply, stats) = oneshot::channel();
+    bob.room
+        .send(RoomCommand::Admin(AdminRequest::Stats {
+            sid: bob.sid.clone(),
+            reply,
+        }))
+        .unwrap();
+    let stats = stats.await.unwrap().unwrap();
+    assert!(
+        stats.publish.is_some(),
+        "bob's publish transport: {stats:?}"
+    );
+    assert_eq!(
+        stats.consumers.len(),
+        2,
+        "bob's consumers of alice's copies: {stats:?}"
+    );
 
     // The pool has no third worker: Carol fills the least-populated of the room's workers
     // (a tie: the home worker, taken first) and reuses the copies there.
@@ -264,9 +284,16 @@ async fn a_room_spreads_to_a_second_worker_and_pipes_tracks_between_them() {
     wait_held(&pool, other, held_(1, 2, 2, 0), "alice's copies closed").await;
     wait_held(&pool, home, held_(1, 1, 2, 2), "carol still receives bob").await;
 
-    // Bob leaves: the extension worker has nobody left; the room gives it back (router
-    // closed, share freed) and the copies of Bob's tracks at home close.
-    bob.leave();
+    // An admin removes Bob: the extension worker has nobody left; the room gives it back
+    // (router closed, share freed) and the copies of Bob's tracks at home close.
+    let (reply, removed) = oneshot::channel();
+    bob.room
+        .send(RoomCommand::Admin(AdminRequest::Remove {
+            sid: bob.sid.clone(),
+            reply,
+        }))
+        .unwrap();
+    removed.await.unwrap().unwrap();
     wait_held(
         &pool,
         other,
