@@ -1,5 +1,6 @@
 //! Rooms are placed on the workers of a real pool (threads, UDP sockets) by load: new rooms
-//! go to the least-loaded worker, every participant of a room lands on the room's worker,
+//! go to the least-loaded worker, every participant of a room lands on the room's worker
+//! (below the participants-per-worker setting; beyond it see `room_across_workers.rs`),
 //! closing a room frees its worker's share, and the metrics add every worker up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
