@@ -9,8 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::codecs::vp8::{Vp8Descriptor, Vp8Rewriter, Vp8Rewritten};
 use crate::codecs::{Codec, PacketInfo};
 use crate::layer_selector::{Decision, LayerSelector};
@@ -37,31 +35,6 @@ pub struct SendStats {
     pub rtt: Option<Duration>,
     /// Packets retransmitted after a NACK.
     pub retransmitted: u64,
-}
-
-/// The packet the retransmission history keeps for `payload`, with the payload's range in it:
-/// the shared packet itself when the payload lies within it (always, on the worker's path),
-/// else a copy of the packet's header followed by the payload.
-fn history_packet(packet: &Bytes, header_len: usize, payload: &[u8]) -> (Bytes, u16, u16) {
-    let base = packet.as_ptr() as usize;
-    let start = (payload.as_ptr() as usize).wrapping_sub(base);
-    let end = start.wrapping_add(payload.len());
-    if end <= packet.len()
-        && start <= end
-        && let (Ok(s), Ok(e)) = (u16::try_from(start), u16::try_from(end))
-    {
-        return (packet.clone(), s, e);
-    }
-    let header = packet.get(..header_len).unwrap_or(&[]);
-    let mut copy = Vec::with_capacity(header.len() + payload.len());
-    copy.extend_from_slice(header);
-    copy.extend_from_slice(payload);
-    let (s, e) = (header.len(), copy.len());
-    (
-        Bytes::from(copy),
-        u16::try_from(s).unwrap_or(0),
-        u16::try_from(e).unwrap_or(0),
-    )
 }
 
 /// The top simulcast layer's height assumed before any keyframe told the real one.
@@ -97,8 +70,8 @@ fn own_elements(mid: Option<(u8, &[u8])>, transport_cc: Option<u8>) -> ([(u8, &[
 pub const MAX_PADDING: usize = 255;
 
 /// Video history: about a second of 2.5 Mbit/s video.
-const HISTORY_SLOTS: usize = 512;
-const HISTORY_AGE: Duration = Duration::from_secs(1);
+pub(crate) const HISTORY_SLOTS: usize = 512;
+pub(crate) const HISTORY_AGE: Duration = Duration::from_secs(1);
 /// Assumed round-trip time before the subscriber has reported one.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 
@@ -398,6 +371,12 @@ impl Consumer {
         }
     }
 
+    /// Whether it keeps a retransmission history (the subscriber negotiated NACK): its
+    /// producer's streams must then keep their packets ([`crate::packet_cache`]).
+    pub fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
     /// The RTX SSRC, if the subscriber negotiated RTX.
     pub fn rtx_ssrc(&self) -> Option<u32> {
         self.rtx.as_ref().map(|r| r.ssrc)
@@ -413,7 +392,7 @@ impl Consumer {
         stream: usize,
         info: Option<&PacketInfo>,
         header: &RtpHeader,
-        packet: &Bytes,
+        packet: &[u8],
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<(usize, u32)> {
@@ -492,12 +471,9 @@ impl Consumer {
         self.stats.bytes += payload.len() as u64;
         self.stats.last_timestamp = Some((timestamp, now));
         if let Some(history) = &mut self.history {
-            let (packet, payload_start, payload_end) =
-                history_packet(packet, header.header_len, payload);
             history.insert(StoredPacket {
-                packet,
-                payload_start,
-                payload_end,
+                stream: u8::try_from(stream).unwrap_or(u8::MAX),
+                source_sequence: header.sequence_number,
                 vp8_ids,
                 first_sent_at: now,
                 sequence_number,
@@ -520,6 +496,7 @@ impl Consumer {
         &mut self,
         now: Instant,
         sequence_number: u16,
+        streams: &[ProducerStream],
         out: &mut Vec<u8>,
     ) -> Option<(usize, u32)> {
         let rtt = self.stats.rtt.unwrap_or(DEFAULT_RTT);
@@ -527,8 +504,14 @@ impl Consumer {
             .history
             .as_mut()?
             .take_for_resend(sequence_number, now, rtt)?;
-        let source = RtpHeader::parse(&stored.packet).ok()?;
-        let payload = stored.payload();
+        // The packet itself is the producer stream's (gone from there: nothing to resend).
+        let cached = streams
+            .get(usize::from(stored.stream))?
+            .cache
+            .as_ref()?
+            .get(stored.source_sequence, now)?;
+        let source = RtpHeader::parse(cached.packet).ok()?;
+        let payload = cached.payload;
         let ids = &self.extension_ids;
         // The subscriber's own mid and transport-wide sequence number, written by the SFU.
         let mid = mid_element(self.mid_extension, &self.parameters);
@@ -553,7 +536,7 @@ impl Consumer {
                     timestamp: stored.timestamp,
                     ssrc: rtx.ssrc,
                 };
-                let header_len = write_header(out, &outgoing, &source, &stored.packet, map, extra);
+                let header_len = write_header(out, &outgoing, &source, cached.packet, map, extra);
                 out.extend_from_slice(&stored.sequence_number.to_be_bytes());
                 out.extend_from_slice(payload);
                 (header_len, roc, header_len + 2)
@@ -566,7 +549,7 @@ impl Consumer {
                     timestamp: stored.timestamp,
                     ssrc: self.ssrc,
                 };
-                let header_len = write_header(out, &outgoing, &source, &stored.packet, map, extra);
+                let header_len = write_header(out, &outgoing, &source, cached.packet, map, extra);
                 out.extend_from_slice(payload);
                 (header_len, stored.roc, header_len)
             }
@@ -662,6 +645,7 @@ mod tests {
     use crate::rtp_parameters::{
         RtpCapabilities, RtpCodecParameters, RtpEncodingParameters, RtpHeaderExtension,
     };
+    use bytes::Bytes;
 
     fn codec(pt: u8) -> RtpCodecParameters {
         RtpCodecParameters {

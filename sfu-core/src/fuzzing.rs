@@ -31,6 +31,7 @@ use crate::codecs::vp8::Vp8Descriptor;
 use crate::codecs::{Codec, PacketInfo, describe, fuzz_entry};
 use crate::consumer::{Consumer, ConsumerPreferences};
 use crate::layer_selector::{ALL_TEMPORAL_LAYERS, Decision, LayerSelector};
+use crate::producer::ProducerStream;
 use crate::retransmission_buffer::{MAX_RESENDS, RetransmissionBuffer, StoredPacket};
 use crate::rtcp::{self, ReceptionReport, RtcpPart, RtcpReader};
 use crate::rtp_packet::{self, ExtensionProfile, MAX_EXTENSIONS, OutgoingHeader, RtpHeader};
@@ -1398,9 +1399,8 @@ pub fn rtx_history(data: &[u8]) {
                 let sent_at = now - Duration::from_millis(age);
                 let id = records.len() as u32;
                 buffer.insert(StoredPacket {
-                    packet: Bytes::from(id.to_be_bytes().to_vec()),
-                    payload_start: 0,
-                    payload_end: 4,
+                    stream: (id % 4) as u8,
+                    source_sequence: id as u16,
                     vp8_ids: None,
                     first_sent_at: sent_at,
                     sequence_number: seq,
@@ -1440,8 +1440,11 @@ pub fn rtx_history(data: &[u8]) {
                             p.timestamp, id,
                             "{seq}: not the packet stored last under it"
                         );
-                        assert_eq!(p.packet.as_ref(), id.to_be_bytes().as_slice());
-                        assert_eq!(p.payload(), id.to_be_bytes().as_slice());
+                        assert_eq!(
+                            (p.stream, p.source_sequence),
+                            ((id % 4) as u8, id as u16),
+                            "{seq}: not the source stored last under it"
+                        );
                         assert_eq!(
                             (p.roc, p.payload_type, p.marker),
                             (id ^ 0xA5A5_A5A5, (id % 128) as u8, id % 2 == 1)
@@ -1743,6 +1746,8 @@ struct Switcher {
     /// Fed what `codecs::describe` reads from the payloads, like the consumer's own selector.
     shadow: SelectorModel,
     consumer: Consumer,
+    /// The producer side's streams: what retransmissions take their packets from.
+    producer_streams: Vec<ProducerStream>,
     rtx: bool,
     streams: Vec<ScriptStream>,
     now: Instant,
@@ -1870,6 +1875,13 @@ impl Switcher {
         };
         let packet = Bytes::from(bytes);
         let body = packet.get(12..).unwrap_or(&[]);
+        if let Some(cache) = self
+            .producer_streams
+            .get_mut(stream)
+            .and_then(|s| s.cache.as_mut())
+        {
+            cache.insert(self.now, seq, &packet, 12, packet.len());
+        }
         let mut out = vec![0xEE; 3];
         let result = self.consumer.write_packet(
             self.now,
@@ -1970,7 +1982,9 @@ impl Switcher {
     /// stream: the original sequence number first, RTX sequence numbers one apart).
     fn nack(&mut self, seq: u16) {
         let mut out = vec![0xEE; 3];
-        let Some((header_len, roc)) = self.consumer.write_retransmission(self.now, seq, &mut out)
+        let Some((header_len, roc)) =
+            self.consumer
+                .write_retransmission(self.now, seq, &self.producer_streams, &mut out)
         else {
             return;
         };
@@ -2071,10 +2085,18 @@ pub fn layer_switcher(data: &[u8]) {
             ..ScriptStream::default()
         })
         .collect();
+    let producer_streams = (0..4)
+        .map(|_| {
+            let mut s = ProducerStream::new(None, None, None);
+            s.keep_packets();
+            s
+        })
+        .collect();
     let mut s = Switcher {
         raw: SelectorModel::new("raw selector"),
         shadow: SelectorModel::new("consumer's selector"),
         consumer,
+        producer_streams,
         rtx,
         streams,
         now: Instant::now(),

@@ -79,6 +79,7 @@ pub mod ice_lite;
 pub mod layer_selector;
 pub mod nack_generator;
 pub mod pacer;
+pub mod packet_cache;
 pub mod pipe;
 pub mod producer;
 pub mod retransmission_buffer;

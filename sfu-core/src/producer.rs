@@ -137,13 +137,16 @@ pub struct ProducerStream {
     pub dependency_descriptor: Option<Box<DependencyDescriptorReader>>,
     /// What the stream costs, for the allocator.
     pub bitrate: crate::bitrate_meter::BitrateMeter,
+    /// The stream's packets as received, for consumers' retransmissions; kept only once a
+    /// consumer that can ask for them exists.
+    pub cache: Option<crate::packet_cache::PacketCache>,
 }
 
 /// A stream without packets for this long counts as stopped (a publisher dropping a layer).
 pub const STREAM_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
 
 impl ProducerStream {
-    fn new(ssrc: Option<u32>, rid: Option<String>, rtx_ssrc: Option<u32>) -> Self {
+    pub(crate) fn new(ssrc: Option<u32>, rid: Option<String>, rtx_ssrc: Option<u32>) -> Self {
         Self {
             ssrc,
             rid,
@@ -155,7 +158,20 @@ impl ProducerStream {
             resolution: None,
             dependency_descriptor: None,
             bitrate: Default::default(),
+            cache: None,
         }
+    }
+
+    /// Starts keeping the stream's packets for retransmission (a no-op when it already does).
+    /// They are kept a little longer than a consumer's history, whose age counts from when
+    /// it sent the packet (after any pacing delay), not from when it arrived.
+    pub fn keep_packets(&mut self) {
+        self.cache.get_or_insert_with(|| {
+            crate::packet_cache::PacketCache::new(
+                crate::consumer::HISTORY_SLOTS,
+                crate::consumer::HISTORY_AGE + std::time::Duration::from_millis(500),
+            )
+        });
     }
 
     /// Whether packets arrived recently.

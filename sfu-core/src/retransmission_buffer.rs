@@ -1,22 +1,20 @@
 //! The packets a consumer sent recently, kept for answering the subscriber's NACKs.
 //!
-//! Each entry shares the received packet's bytes (`Bytes`, reference-counted): the buffer never
-//! copies media. It stores what is needed to rebuild exactly the packet the subscriber lost:
-//! the output sequence number, timestamp, payload type and marker, plus when it was sent and
-//! how often it was resent, so retransmissions stay bounded. Slots are indexed by output
-//! sequence number; entries older than the maximum age are not resent.
+//! The packet itself is not kept here: every consumer of a stream forwards the same packet, which
+//! the producer stream keeps once ([`crate::packet_cache`]); an entry names it by its stream and
+//! source sequence number. An entry stores what is needed to rebuild exactly the packet the
+//! subscriber lost: the output sequence number, timestamp, payload type and marker, plus when
+//! it was sent and how often it was resent, so retransmissions stay bounded. Slots are indexed
+//! by output sequence number; entries older than the maximum age are not resent.
 //!
-//! Memory is what a consumer costs (issue 6: at most 64 KiB each), so a slot is compact: the
-//! payload is a range of the shared packet rather than a second `Bytes`, and the last resend
-//! is an offset from the first send. The ring starts small and doubles, up to its bound, only
+//! Memory is what a consumer costs (issue 6: at most 64 KiB each), so a slot is compact: no
+//! packet reference, and the last resend is an offset from the first send. The ring starts small and doubles, up to its bound, only
 //! when a packet would overwrite one still young enough to be resent: it settles at about
 //! `max_age` worth of packets at the stream's rate (256 slots for 1.5 Mbit/s video) instead
 //! of always holding the bound.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 
 use crate::codecs::vp8::Vp8Rewritten;
 
@@ -29,14 +27,10 @@ const INITIAL_SLOTS: usize = 64;
 /// One sent packet.
 #[derive(Debug, Clone)]
 pub struct StoredPacket {
-    /// The received (decrypted) packet, shared with every other consumer of it (its header
-    /// extensions are written again on a resend).
-    pub packet: Bytes,
-    /// Where the payload as forwarded starts in `packet` (for a packet that arrived as RTX,
-    /// after the original sequence number).
-    pub payload_start: u16,
-    /// Where the payload ends in `packet` (before any RTP padding).
-    pub payload_end: u16,
+    /// The producer stream it came from.
+    pub stream: u8,
+    /// Its sequence number in that stream (where the producer's packet cache files it).
+    pub source_sequence: u16,
     /// VP8 ids as first sent, when the consumer rewrites them.
     pub vp8_ids: Option<Vp8Rewritten>,
     /// When it was first sent (the history age counts from here).
@@ -57,28 +51,18 @@ pub struct StoredPacket {
     pub resends: u8,
 }
 
-impl StoredPacket {
-    /// The payload as forwarded (empty if the range does not lie within the packet).
-    pub fn payload(&self) -> &[u8] {
-        self.packet
-            .get(usize::from(self.payload_start)..usize::from(self.payload_end))
-            .unwrap_or(&[])
-    }
-}
-
 /// One slot: a [`StoredPacket`] without the second `Instant` (the last resend is kept as
 /// microseconds after the first send, rounded up so that a resend is never early).
 #[derive(Debug)]
 struct Slot {
-    packet: Bytes,
     first_sent_at: Instant,
     vp8_ids: Option<Vp8Rewritten>,
     roc: u32,
     timestamp: u32,
     last_sent_after_micros: u32,
-    payload_start: u16,
-    payload_end: u16,
+    source_sequence: u16,
     sequence_number: u16,
+    stream: u8,
     payload_type: u8,
     marker: bool,
     resends: u8,
@@ -154,13 +138,12 @@ impl RetransmissionBuffer {
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(Slot {
                 last_sent_after_micros: micros_between(packet.first_sent_at, packet.sent_at),
-                packet: packet.packet,
                 first_sent_at: packet.first_sent_at,
                 vp8_ids: packet.vp8_ids,
                 roc: packet.roc,
                 timestamp: packet.timestamp,
-                payload_start: packet.payload_start,
-                payload_end: packet.payload_end,
+                source_sequence: packet.source_sequence,
+                stream: packet.stream,
                 sequence_number: packet.sequence_number,
                 payload_type: packet.payload_type,
                 marker: packet.marker,
@@ -207,9 +190,8 @@ impl RetransmissionBuffer {
         entry.resends += 1;
         entry.last_sent_after_micros = micros_between(entry.first_sent_at, now);
         Some(StoredPacket {
-            packet: entry.packet.clone(),
-            payload_start: entry.payload_start,
-            payload_end: entry.payload_end,
+            stream: entry.stream,
+            source_sequence: entry.source_sequence,
             vp8_ids: entry.vp8_ids,
             first_sent_at: entry.first_sent_at,
             sequence_number: entry.sequence_number,
@@ -232,7 +214,7 @@ impl RetransmissionBuffer {
         self.slots.len()
     }
 
-    /// Bytes of the ring itself (the packets it holds are shared and not counted).
+    /// Bytes of the ring.
     pub fn footprint(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Option<Slot>>()
     }
@@ -245,9 +227,8 @@ mod tests {
 
     fn stored(seq: u16, at: Instant) -> StoredPacket {
         StoredPacket {
-            packet: Bytes::from_static(b"pkt"),
-            payload_start: 2,
-            payload_end: 3,
+            stream: 0,
+            source_sequence: seq.wrapping_add(1000),
             vp8_ids: None,
             first_sent_at: at,
             sequence_number: seq,
@@ -273,7 +254,10 @@ mod tests {
         }
         assert_eq!(b.allocated_slots(), 128, "grown to the bound");
         let p = b.take_for_resend(65_535, now, Duration::ZERO);
-        assert_eq!(p.map(|p| p.payload().to_vec()), Some(b"t".to_vec()));
+        assert_eq!(
+            p.map(|p| p.source_sequence),
+            Some(65_535u16.wrapping_add(1000))
+        );
         assert!(
             b.take_for_resend(65_500, now, Duration::ZERO).is_none(),
             "overwritten by seq 92"
@@ -368,7 +352,7 @@ mod tests {
     #[test]
     fn a_slot_is_compact() {
         assert!(
-            std::mem::size_of::<Option<Slot>>() <= 80,
+            std::mem::size_of::<Option<Slot>>() <= 48,
             "{} bytes",
             std::mem::size_of::<Option<Slot>>()
         );

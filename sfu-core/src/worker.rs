@@ -632,6 +632,13 @@ impl Worker {
             rng.random(),
             rng.random(),
         );
+        if consumer.keeps_history()
+            && let Some(p) = self.producers.get_mut(&producer)
+        {
+            for s in &mut p.streams {
+                s.keep_packets();
+            }
+        }
         let congestion = consumer.transport_cc_extension().is_some();
         if let Some(t) = self.transports.get_mut(&transport) {
             t.consumers.push(id);
@@ -1937,6 +1944,15 @@ impl Worker {
         let was_active = stream.is_active(now);
         stream.last_packet_at = Some(now);
         stream.bitrate.record(now, packet.len());
+        if let Some(cache) = stream.cache.as_mut() {
+            cache.insert(
+                now,
+                header.sequence_number,
+                &packet,
+                payload_start,
+                payload_end,
+            );
+        }
         let payload = packet.get(payload_start..payload_end).unwrap_or(&[]);
         // Read the payload once for every consumer: keyframes, temporal layers.
         let codec = producer
@@ -2235,13 +2251,18 @@ impl Worker {
         ) else {
             return;
         };
+        let Some(producer) = self.producers.get(&c.producer) else {
+            return;
+        };
         let (Some(destination), Some(srtp)) = (t.destination(), t.srtp_out.as_mut()) else {
             return;
         };
         let mut paced = false;
         for &seq in sequences {
             let mut buf = self.pool.take();
-            let Some((header_len, roc)) = c.write_retransmission(now, seq, &mut buf) else {
+            let Some((header_len, roc)) =
+                c.write_retransmission(now, seq, &producer.streams, &mut buf)
+            else {
                 self.pool.give_back(buf);
                 continue;
             };

@@ -401,3 +401,59 @@ fn pipe_messages_from_the_wrong_worker_or_for_unknown_producers_are_dropped_and_
         1
     );
 }
+
+#[test]
+fn the_remote_subscriber_is_answered_from_the_copys_own_packet_cache() {
+    let mut w = TwoWorkers::new();
+    let video_out = consumer_ssrc(&w.video_consumer.1);
+    for seq in 1..=10u16 {
+        w.room.send_video(
+            seq,
+            u32::from(seq) * 3000,
+            false,
+            format!("vp8 {seq}").as_bytes(),
+        );
+        w.pump();
+    }
+    let sent: Vec<_> = w
+        .remote_sub()
+        .received_rtp_for(video_out)
+        .cloned()
+        .collect();
+    assert_eq!(sent.len(), 10);
+    let lost = &sent[4];
+    assert_eq!(lost.payload, b"vp8 5");
+    let (source_before, _) = w.room.net.worker().pipe_packet_counts();
+    let stats = |w: &TwoWorkers| {
+        w.remote
+            .worker()
+            .consumer_stats(w.video_consumer.0)
+            .unwrap()
+            .retransmitted
+    };
+    let now = w.remote.now();
+    w.remote
+        .peer_mut(w.remote_subscriber)
+        .unwrap()
+        .send_nack(now, video_out, &[lost.sequence_number])
+        .unwrap();
+    w.pump();
+    // Without RTX the resend repeats the SRTP index, which the subscriber's replay window
+    // drops (as a browser's would): what the worker did is read from its counters.
+    assert_eq!(stats(&w), 1, "resent from the copy's cache");
+    assert_eq!(
+        w.room.net.worker().pipe_packet_counts().0,
+        source_before,
+        "the source worker was not involved"
+    );
+    // Once the cache has let it go, a NACK is not answered.
+    w.remote.advance(Duration::from_secs(3));
+    let now = w.remote.now();
+    w.remote
+        .peer_mut(w.remote_subscriber)
+        .unwrap()
+        .send_nack(now, video_out, &[sent[6].sequence_number])
+        .unwrap();
+    w.pump();
+    assert_eq!(stats(&w), 1, "too old to resend");
+}
