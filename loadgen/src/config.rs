@@ -133,6 +133,15 @@ pub enum RunError {
     /// A client could not be built.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    /// The `sfu-server` process could not be started or read.
+    #[error(transparent)]
+    Server(#[from] crate::server_process::ServerError),
+    /// The signaling server refused or did not answer.
+    #[error("signaling: {0}")]
+    Signaling(String),
+    /// The server's SDP could not be used.
+    #[error(transparent)]
+    Sdp(#[from] crate::client_sdp::SdpError),
     /// Clients did not connect.
     #[error("{failed} of {total} clients did not connect: {first}")]
     Connect {

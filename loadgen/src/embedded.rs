@@ -20,7 +20,9 @@ use crate::client::{ClientIdentity, ServerTransport};
 pub use crate::config::{LoadConfig, RunError};
 use crate::proc_stats::{self, CpuTime};
 use crate::report::Report;
-use crate::traffic::{Before, Plan, PublisherPlan, SfuProbe, SubscriberPlan, VIDEO_PT, drive};
+use crate::traffic::{
+    Before, Plan, PublisherPlan, SfuCounters, SfuProbe, SubscriberPlan, VIDEO_PT, drive,
+};
 
 /// Runs one load test against in-process workers and reports on its measurement window.
 pub fn run(config: &LoadConfig) -> Result<Report, RunError> {
@@ -57,7 +59,7 @@ impl SfuProbe for Workers {
         proc_stats::rss_bytes(proc_stats::own_pid()).unwrap_or(0)
     }
 
-    async fn drops_and_consumers(&self) -> Result<(Vec<(String, u64)>, usize), RunError> {
+    async fn counters(&self) -> Result<SfuCounters, RunError> {
         let mut drops: Vec<(String, u64)> = Vec::new();
         let mut consumers = 0;
         for w in &self.handles {
@@ -79,7 +81,12 @@ impl SfuProbe for Workers {
                 }
             }
         }
-        Ok((drops, consumers))
+        Ok(SfuCounters {
+            drops,
+            consumers,
+            // Subscribers negotiate no transport-cc here: nothing is congestion-controlled.
+            congestion_paused: 0,
+        })
     }
 }
 
@@ -161,6 +168,9 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
                     .collect(),
                 worker: worker_index,
                 seed,
+                side_ssrcs: Vec::new(),
+                // Subscribers negotiate no transport-cc here: the worker forwards unpaced.
+                transport_cc: None,
             });
             seed += 1;
         }
@@ -172,6 +182,7 @@ async fn run_async(config: LoadConfig) -> Result<Report, RunError> {
         pinning,
         own_tid,
         mode: "embedded",
+        ramp: None,
     };
     let report = drive(&config, plan, &identity, &workers, before).await?;
     drop(workers);

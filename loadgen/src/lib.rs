@@ -21,6 +21,7 @@
 //! the method and its limits.
 
 pub mod client;
+pub mod client_sdp;
 pub mod config;
 pub mod embedded;
 pub mod histogram;
@@ -28,5 +29,7 @@ pub mod pacing;
 pub mod payload;
 pub mod proc_stats;
 pub mod report;
+pub mod server_process;
+pub mod signaling_mode;
 pub mod stream_check;
 pub mod traffic;

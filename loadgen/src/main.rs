@@ -6,8 +6,17 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use sfu_core::SrtpProfile;
-use sfu_loadgen::embedded::{LoadConfig, run};
+use sfu_loadgen::embedded::{self, LoadConfig};
 use sfu_loadgen::report::Report;
+use sfu_loadgen::signaling_mode::{self, ServerTarget};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// SFU workers in this process, set up through the embedding API (raw throughput).
+    Embedded,
+    /// A real `sfu-server` process, every client joining over its WebSocket API.
+    Signaling,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Profile {
@@ -22,6 +31,22 @@ enum Profile {
 #[derive(Debug, Parser)]
 #[command(name = "sfu-loadgen", version)]
 struct Args {
+    /// Where the SFU runs: in-process workers, or a real sfu-server joined over WebSocket.
+    #[arg(long, value_enum, default_value_t = Mode::Embedded)]
+    mode: Mode,
+    /// Signaling mode: the sfu-server binary to start (default: the one next to this binary).
+    #[arg(long, conflicts_with = "server_url")]
+    server_bin: Option<std::path::PathBuf>,
+    /// Signaling mode: load a server already running at this WebSocket URL
+    /// (ws://host:port/ws) instead of starting one; needs --api-key.
+    #[arg(long, requires = "api_key")]
+    server_url: Option<String>,
+    /// Signaling mode with --server-url: an API key of that server, as key:secret.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Signaling mode with --server-url: the server's process id, to read its CPU and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Rooms, each with its own publishers and subscribers.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
@@ -59,8 +84,8 @@ struct Args {
     /// Subscribers do not negotiate NACK (the SFU keeps no retransmission history).
     #[arg(long)]
     no_nack: bool,
-    /// SFU workers (embedded mode), each its own thread and UDP port; rooms are placed on
-    /// them round-robin.
+    /// SFU workers, each its own thread and UDP port. Embedded mode: rooms are placed on them
+    /// round-robin. Signaling mode: the started server's --workers (it places rooms itself).
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Do not pin the SFU and the load generator to separate CPUs.
@@ -120,7 +145,30 @@ fn main() -> ExitCode {
         progress: !args.quiet,
         workers: args.workers,
     };
-    match run(&config) {
+    let result = match args.mode {
+        Mode::Embedded => embedded::run(&config),
+        Mode::Signaling => {
+            let target = match (args.server_url, args.api_key) {
+                (Some(url), Some(key)) => {
+                    let Some((api_key, api_secret)) = key.split_once(':') else {
+                        eprintln!("sfu-loadgen: --api-key must be key:secret");
+                        return ExitCode::FAILURE;
+                    };
+                    ServerTarget::Connect {
+                        url,
+                        api_key: api_key.to_owned(),
+                        api_secret: api_secret.to_owned(),
+                        pid: args.server_pid,
+                    }
+                }
+                _ => ServerTarget::Spawn {
+                    binary: args.server_bin,
+                },
+            };
+            signaling_mode::run(&config, &target)
+        }
+    };
+    match result {
         Ok(report) => {
             let out = if args.json {
                 match serde_json::to_string_pretty(&report) {

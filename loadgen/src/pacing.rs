@@ -37,31 +37,53 @@ pub struct SendSchedule {
     pub built: u64,
     /// Packets the schedule offered that were given up (never built, never sent).
     pub given_up: u64,
+    /// Packets offered before the last rate change, and when it was.
+    base: (u64, Duration),
 }
 
 impl SendSchedule {
     /// A schedule at `rate` packets/s that gives up what is more than `max_lag` behind.
     pub fn new(rate: f64, max_lag: Duration) -> Self {
-        let lag = (rate * max_lag.as_secs_f64()).ceil();
-        Self {
+        let mut s = Self {
             rate,
-            max_lag: if lag.is_finite() && lag >= 1.0 {
-                lag as u64
-            } else {
-                1
-            },
+            max_lag: 1,
             built: 0,
             given_up: 0,
+            base: (0, Duration::ZERO),
+        };
+        s.max_lag = s.lag_for(max_lag);
+        s
+    }
+
+    fn lag_for(&self, max_lag: Duration) -> u64 {
+        let lag = (self.rate * max_lag.as_secs_f64()).ceil();
+        if lag.is_finite() && lag >= 1.0 {
+            lag as u64
+        } else {
+            1
         }
+    }
+
+    /// From `elapsed` on, offers `rate` packets/s (what was offered before stays offered).
+    pub fn set_rate(&mut self, rate: f64, elapsed: Duration, max_lag: Duration) {
+        self.base = (self.offered(elapsed), elapsed);
+        self.rate = rate;
+        self.max_lag = self.lag_for(max_lag);
+    }
+
+    /// The rate offered now, packets/s.
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// Packets offered by `elapsed` since the schedule started.
     pub fn offered(&self, elapsed: Duration) -> u64 {
-        let due = elapsed.as_secs_f64() * self.rate;
+        let (base, since) = self.base;
+        let due = elapsed.saturating_sub(since).as_secs_f64() * self.rate;
         if due.is_finite() && due > 0.0 {
-            due as u64
+            base + due as u64
         } else {
-            0
+            base
         }
     }
 
@@ -131,6 +153,18 @@ mod tests {
             s.offered(Duration::from_millis(2500)),
             s.built + s.given_up + owed
         );
+    }
+
+    #[test]
+    fn a_rate_change_keeps_what_was_offered_before() {
+        let mut s = SendSchedule::new(100.0, Duration::from_secs(1));
+        assert_eq!(s.offered(Duration::from_secs(2)), 200);
+        s.set_rate(1000.0, Duration::from_secs(2), Duration::from_secs(1));
+        assert_eq!(s.rate(), 1000.0);
+        assert_eq!(s.offered(Duration::from_secs(2)), 200);
+        assert_eq!(s.offered(Duration::from_secs(3)), 1200);
+        // An elapsed time before the change (a late caller) offers nothing new.
+        assert_eq!(s.offered(Duration::from_secs(1)), 200);
     }
 
     #[test]

@@ -75,6 +75,28 @@ pub fn process_cpu(pid: u32) -> Option<CpuTime> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU time of thread `tid` of process `pid` (`None` once it has exited).
+pub fn task_cpu(pid: u32, tid: u32) -> Option<CpuTime> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
+}
+
+/// Threads of process `pid` with their names (`comm`, at most 15 bytes), by thread id.
+pub fn process_threads(pid: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads: Vec<(u32, String)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((tid, comm.trim_end().to_owned()))
+        })
+        .collect();
+    threads.sort_unstable();
+    threads
+}
+
 /// Thread ids of this process.
 pub fn threads() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
@@ -126,10 +148,10 @@ pub enum PinError {
     #[error("taskset is not available: {0}")]
     NoTaskset(std::io::Error),
     /// `taskset` refused.
-    #[error("taskset -p -c {cpu} {tid} failed: {stderr}")]
+    #[error("taskset -p -c {cpus} {tid} failed: {stderr}")]
     Refused {
-        /// The CPU asked for.
-        cpu: usize,
+        /// The CPUs asked for.
+        cpus: String,
         /// The thread.
         tid: u32,
         /// What taskset said.
@@ -140,19 +162,24 @@ pub enum PinError {
 /// Pins thread `tid` to `cpu` with `taskset -p -c` (which calls `sched_setaffinity` on a
 /// thread id when given one).
 pub fn pin_thread(tid: u32, cpu: usize) -> Result<(), PinError> {
+    pin_thread_to(tid, &cpu.to_string())
+}
+
+/// Pins thread `tid` to the CPUs of a `taskset` list (`0`, `0-2`, `0,3`).
+pub fn pin_thread_to(tid: u32, cpus: &str) -> Result<(), PinError> {
     let taskset = ["/usr/bin/taskset", "/bin/taskset"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("taskset");
     let out = Command::new(taskset)
-        .args(["-p", "-c", &cpu.to_string(), &tid.to_string()])
+        .args(["-p", "-c", cpus, &tid.to_string()])
         .output()
         .map_err(PinError::NoTaskset)?;
     if out.status.success() {
         Ok(())
     } else {
         Err(PinError::Refused {
-            cpu,
+            cpus: cpus.to_owned(),
             tid,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         })
@@ -170,6 +197,28 @@ mod tests {
         assert_eq!(t.user, Duration::from_millis(2500));
         assert_eq!(t.system, Duration::from_millis(300));
         assert_eq!(t.total(), Duration::from_millis(2800));
+    }
+
+    #[test]
+    fn threads_of_a_process_are_listed_with_their_names() {
+        // The name is set by the new thread itself: wait until it runs.
+        let (started, running) = std::sync::mpsc::channel();
+        let named = std::thread::Builder::new()
+            .name("lg-probe-test".into())
+            .spawn(move || {
+                let _ = started.send(());
+                std::thread::park_timeout(std::time::Duration::from_secs(5));
+            })
+            .unwrap();
+        running.recv().unwrap();
+        let threads = process_threads(own_pid());
+        let (tid, _) = threads
+            .iter()
+            .find(|(_, name)| name == "lg-probe-test")
+            .expect("the named thread");
+        assert!(task_cpu(own_pid(), *tid).is_some());
+        named.thread().unpark();
+        named.join().unwrap();
     }
 
     #[test]

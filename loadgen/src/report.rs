@@ -184,6 +184,11 @@ pub struct Report {
     pub rss_per_consumer_bytes: u64,
     /// The worker's drop counters by reason.
     pub sfu_drops: Vec<(String, u64)>,
+    /// Consumers the SFU's congestion control had paused at the end (signaling mode: their
+    /// subscriber's estimated bandwidth did not fit the stream).
+    pub consumers_congestion_paused: usize,
+    /// SFU workers asked for.
+    pub sfu_workers: usize,
     /// Host UDP counters over the window.
     pub udp: UdpCounters,
     /// How threads were placed.
@@ -224,6 +229,14 @@ impl Report {
         } else {
             0.0
         };
+        if self.consumers_congestion_paused > 0 {
+            self.warnings.push(format!(
+                "the SFU's congestion control paused {} of {} consumers (each subscriber's \
+                 estimated bandwidth did not fit its streams): their packets are counted as \
+                 lost; lower the per-publisher rate or lengthen the warm-up",
+                self.consumers_congestion_paused, self.consumers
+            ));
+        }
         if self.in_shortfall_pct > SHORTFALL_WARNING_PCT || self.given_up > 0 {
             let busy = if self.window_s > 0.0 {
                 self.loadgen_cpu_s / self.window_s
@@ -263,7 +276,7 @@ impl Report {
                     } else {
                         &self.mode
                     },
-                    self.workers.len().max(1),
+                    self.sfu_workers.max(1),
                     self.rooms,
                     self.publishers,
                     self.subscribers,
@@ -464,7 +477,7 @@ impl Report {
             self.given_up,
             self.in_shortfall_pct,
             self.mode,
-            self.workers.len()
+            self.sfu_workers
         )
     }
 }

@@ -20,6 +20,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use sfu_core::SrtpProfile;
 use sfu_core::rtp_packet::RtpHeader;
 use sfu_core::srtp::{SrtpContext, SrtpError};
+use sfu_core::twcc::TwccRecorder;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -53,6 +54,11 @@ const PACING_TICK: Duration = Duration::from_millis(1);
 /// How far a publisher may fall behind its schedule before it gives packets up (counted and
 /// reported) instead of catching up: a longer catch-up burst would only overflow sockets.
 const MAX_LAG: Duration = Duration::from_millis(50);
+/// Transport-wide feedback interval of a congestion-controlled subscriber (Chrome's is
+/// 50–100 ms).
+const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
+/// Sender SSRCs of subscribers' RTCP (they send no media, so any SSRC of their own).
+const FEEDBACK_SSRC_BASE: u32 = 0x5EED_0000;
 /// After the window closes, how long to wait without progress for stragglers.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 /// Longest drain.
@@ -133,6 +139,11 @@ impl Shared {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
+
+    /// The instant `now_ns` stands for.
+    fn at(&self, now_ns: u64) -> Instant {
+        self.epoch + Duration::from_nanos(now_ns)
+    }
 }
 
 /// One subscriber's receive-side state.
@@ -140,6 +151,13 @@ struct Subscriber {
     srtp: SrtpContext,
     /// Consumer SSRC → (publisher global index, its stream check).
     streams: HashMap<u32, (u32, StreamCheck)>,
+    /// SSRCs the SFU may send besides the media (RTX, probes): counted, not checked.
+    side_ssrcs: Vec<u32>,
+    /// Transport-wide congestion control, when the SFU negotiated it: the extension id and
+    /// the arrivals not yet reported ([`feedback_loop`] reports them).
+    twcc: Option<(u8, TwccRecorder)>,
+    /// Packets without media: padding-only probes, RTX.
+    padding: u64,
     datagrams: u64,
     rtp: u64,
     rtcp: u64,
@@ -190,11 +208,18 @@ impl Subscriber {
                 return;
             }
         };
-        self.rtp += 1;
         let Some(plain) = data.get(..len) else {
             self.srtp_errors += 1;
             return;
         };
+        if let Some((id, recorder)) = self.twcc.as_mut()
+            && let Some(seq) = header
+                .extension(plain, *id)
+                .and_then(|v| v.get(..2))
+                .and_then(|v| <[u8; 2]>::try_from(v).ok())
+        {
+            recorder.record(u16::from_be_bytes(seq), shared.at(now_ns));
+        }
         let Ok((start, end)) = header.payload_range(plain) else {
             self.srtp_errors += 1;
             return;
@@ -203,6 +228,12 @@ impl Subscriber {
             self.srtp_errors += 1;
             return;
         };
+        if body.is_empty() || self.side_ssrcs.contains(&header.ssrc) {
+            // Bandwidth probes and retransmissions: not part of the streams checked.
+            self.padding += 1;
+            return;
+        }
+        self.rtp += 1;
         let Some((expected_publisher, check)) = self.streams.get_mut(&header.ssrc) else {
             self.unknown_ssrc += 1;
             return;
@@ -528,6 +559,43 @@ async fn consent_loop(clients: Vec<(Rc<Endpoint>, IceCredentials)>) {
     }
 }
 
+/// Sends each congestion-controlled subscriber's transport-wide feedback every
+/// [`FEEDBACK_INTERVAL`], as a browser does, so the SFU's estimate of its bandwidth follows
+/// what it actually receives (without it the SFU would hold every subscriber at its initial
+/// estimate).
+async fn feedback_loop(clients: Vec<(Rc<Endpoint>, Rc<RefCell<Subscriber>>, SrtpContext)>) {
+    let mut clients = clients;
+    let mut compound = Vec::with_capacity(4 * MAX_DATAGRAM);
+    let mut packet = Vec::with_capacity(MAX_DATAGRAM);
+    let mut ticker = tokio::time::interval(FEEDBACK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        for (i, (endpoint, subscriber, srtp)) in clients.iter_mut().enumerate() {
+            compound.clear();
+            {
+                let mut sub = subscriber.borrow_mut();
+                let Some((_, recorder)) = sub.twcc.as_mut() else {
+                    continue;
+                };
+                let sender_ssrc = FEEDBACK_SSRC_BASE.wrapping_add(i as u32);
+                if !recorder.build_feedback(now, sender_ssrc, 0, &mut compound) {
+                    continue;
+                }
+            }
+            // One feedback packet per datagram: each fits an MTU on its own.
+            for fb in sfu_core::twcc::feedback_packets(&compound) {
+                packet.clear();
+                packet.extend_from_slice(fb);
+                if srtp.protect_rtcp(&mut packet).is_ok() {
+                    let _ = endpoint.try_send(&packet, None);
+                }
+            }
+        }
+    }
+}
+
 /// Receives on a subscriber socket until aborted.
 async fn subscriber_loop(
     endpoint: Rc<Endpoint>,
@@ -575,12 +643,14 @@ async fn publisher_receive_loop(
     }
 }
 
-/// Paces every publisher: each tick, each sends what its schedule says is due by now.
+/// Paces every publisher: each tick, each sends what its schedule says is due by now, at
+/// the rate `rate` holds (changed by the caller, e.g. after a ramp-up).
 async fn sender_loop(
     publishers: Rc<RefCell<Vec<Publisher>>>,
     packet_size: usize,
     shared: Rc<Shared>,
     running: Rc<Cell<bool>>,
+    rate: Rc<Cell<f64>>,
 ) {
     let start = Instant::now();
     let mut ticker = tokio::time::interval(PACING_TICK);
@@ -589,6 +659,9 @@ async fn sender_loop(
         ticker.tick().await;
         let elapsed = start.elapsed();
         for p in publishers.borrow_mut().iter_mut() {
+            if p.schedule.rate() != rate.get() {
+                p.schedule.set_rate(rate.get(), elapsed, MAX_LAG);
+            }
             p.pump(elapsed, packet_size, &shared);
         }
     }
@@ -648,6 +721,11 @@ pub(crate) struct SubscriberPlan {
     /// Which of the SFU's workers serves it (index into what [`SfuProbe::cpu`] returns).
     pub worker: usize,
     pub seed: u64,
+    /// SSRCs the SFU may also send (RTX): not checked as media.
+    pub side_ssrcs: Vec<u32>,
+    /// The transport-wide sequence number extension id, when the SFU congestion-controls
+    /// this subscriber: it then gets transport-wide feedback, as from a browser.
+    pub transport_cc: Option<u8>,
 }
 
 /// Everything the SFU was told, by whichever signaling: what the clients must now do.
@@ -664,8 +742,20 @@ pub(crate) trait SfuProbe {
     fn cpu(&self) -> Vec<(String, CpuTime)>;
     /// The SFU's resident memory now, bytes (0 if unknown).
     fn rss(&self) -> u64;
-    /// The SFU's drop counters by reason and the consumers it holds.
-    async fn drops_and_consumers(&self) -> Result<(Vec<(String, u64)>, usize), RunError>;
+    /// The SFU's drop counters (since the run began) and its consumers now.
+    async fn counters(&self) -> Result<SfuCounters, RunError>;
+}
+
+/// What an SFU counts, read at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SfuCounters {
+    /// Drops by reason.
+    pub drops: Vec<(String, u64)>,
+    /// Consumers it holds.
+    pub consumers: usize,
+    /// Consumers its congestion control paused (their subscriber's estimated bandwidth does
+    /// not fit the stream).
+    pub congestion_paused: usize,
 }
 
 /// What was measured before the clients connected.
@@ -682,6 +772,10 @@ pub(crate) struct Before {
     pub own_tid: Option<u32>,
     /// Shown in the report: `embedded` or `signaling`.
     pub mode: &'static str,
+    /// Publishers first send at this rate for this long, then the warm-up starts at the
+    /// configured rate (an SFU that congestion-controls subscribers must first find their
+    /// bandwidth).
+    pub ramp: Option<(f64, Duration)>,
 }
 
 /// Connects every client of `plan`, runs the traffic (warm-up, window, drain) and reports.
@@ -752,6 +846,7 @@ pub(crate) async fn drive(
         )));
     }
     let mut subscribers = Vec::with_capacity(sub_clients.len());
+    let mut feedback = Vec::new();
     for (((endpoint, _, _), session), sub_plan) in
         sub_clients.iter().zip(sub_sessions).zip(&plan.subscribers)
     {
@@ -761,9 +856,15 @@ pub(crate) async fn drive(
             .iter()
             .map(|&(ssrc, publisher)| (ssrc, (publisher, StreamCheck::new())))
             .collect();
+        if sub_plan.transport_cc.is_some() {
+            feedback.push((endpoint.clone(), subscribers.len(), session.srtp_out));
+        }
         let sub = Rc::new(RefCell::new(Subscriber {
             srtp: session.srtp_in,
             streams,
+            side_ssrcs: sub_plan.side_ssrcs.clone(),
+            twcc: sub_plan.transport_cc.map(|id| (id, TwccRecorder::new())),
+            padding: 0,
             datagrams: 0,
             rtp: 0,
             rtcp: 0,
@@ -785,15 +886,38 @@ pub(crate) async fn drive(
         )));
     }
     tasks.push(tokio::task::spawn_local(consent_loop(consent)));
+    if !feedback.is_empty() {
+        let feedback = feedback
+            .into_iter()
+            .filter_map(|(e, i, srtp)| Some((e, subscribers.get(i)?.clone(), srtp)))
+            .collect();
+        tasks.push(tokio::task::spawn_local(feedback_loop(feedback)));
+    }
 
     let publishers = Rc::new(RefCell::new(publishers));
     let running = Rc::new(Cell::new(true));
+    let rate = Rc::new(Cell::new(
+        before.ramp.map_or(config.packet_rate, |(r, _)| r),
+    ));
     let sender = tokio::task::spawn_local(sender_loop(
         publishers.clone(),
         config.packet_size,
         shared.clone(),
         running.clone(),
+        rate.clone(),
     ));
+    if let Some((_, length)) = before.ramp {
+        progress_phase(
+            config,
+            "ramp-up",
+            length,
+            &publishers,
+            &subscribers,
+            &shared,
+        )
+        .await;
+        rate.set(config.packet_rate);
+    }
 
     let offered = config.offered_out_rate();
     let datagram_len = RTP_HEADER + config.packet_size + config.srtp_profile.rtp_tag_len();
@@ -868,7 +992,11 @@ pub(crate) async fn drive(
         .since(&own_cpu_before);
     let udp_after = UdpCounters::read();
     let rss_end = probe.rss();
-    let (sfu_drops, sfu_consumers) = probe.drops_and_consumers().await?;
+    let SfuCounters {
+        drops: sfu_drops,
+        consumers: sfu_consumers,
+        congestion_paused,
+    } = probe.counters().await?;
     for t in &tasks {
         t.abort();
     }
@@ -981,6 +1109,8 @@ pub(crate) async fn drive(
         rss_end.saturating_sub(before.rss_bare) / sfu_consumers as u64
     };
     report.sfu_drops = sfu_drops;
+    report.consumers_congestion_paused = congestion_paused;
+    report.sfu_workers = config.workers;
     report.publisher_feedback = publisher_feedback.get();
     report.udp = udp_after.since(&udp_before);
     report.pinning = before.pinning;
