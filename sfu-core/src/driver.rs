@@ -315,16 +315,22 @@ async fn run(
 ) {
     // Reused for every batch: it keeps its capacity, so gathering allocates nothing.
     let mut outgoing: Vec<Transmit> = Vec::new();
+    // When the receive whose output is not sent yet happened.
+    let mut received_at: Option<Instant> = None;
     loop {
         while let Some(t) = worker.poll_transmit() {
             outgoing.push(t);
         }
         if !outgoing.is_empty() {
             socket.send_all(&outgoing).await;
+            if let Some(at) = received_at.take() {
+                socket.record_residence(at.elapsed(), outgoing.len());
+            }
             for t in outgoing.drain(..) {
                 worker.recycle(t.contents);
             }
         }
+        received_at = None;
         pipes.flush(&mut worker);
         while let Some(e) = worker.poll_event() {
             let _ = events.send(e);
@@ -352,6 +358,7 @@ async fn run(
             Wake::Readable(Ok(())) => {
                 // One clock read per batch: its datagrams arrived within microseconds.
                 let now = Instant::now();
+                received_at = Some(now);
                 // `WouldBlock` (a spurious wake-up) and ICMP errors (they surface as receive
                 // errors on Linux and say nothing about other peers) both mean: keep serving.
                 let _ =

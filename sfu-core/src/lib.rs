@@ -82,6 +82,7 @@ pub mod pacer;
 pub mod packet_cache;
 pub mod pipe;
 pub mod producer;
+pub mod residence_time;
 pub mod retransmission_buffer;
 pub mod router;
 pub mod rtcp;

@@ -39,6 +39,7 @@ use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use crate::residence_time::{AtomicResidenceHistogram, ResidenceHistogram};
 use crate::worker::{MAX_DATAGRAM, Transmit};
 
 /// Receive slot without GRO: larger than any datagram we accept, so an oversize one arrives
@@ -80,6 +81,7 @@ pub struct IoStats {
     gso_sends: AtomicU64,
     gso_fallbacks: AtomicU64,
     send_errors: AtomicU64,
+    residence: AtomicResidenceHistogram,
 }
 
 /// A snapshot of [`IoStats`].
@@ -101,6 +103,9 @@ pub struct IoStatsSnapshot {
     pub gso_fallbacks: u64,
     /// Datagrams the kernel refused (other than a full buffer, which is waited out).
     pub send_errors: u64,
+    /// Time from the receive that brought a batch to the end of the send of what the worker
+    /// made of it, per datagram sent: the delay the SFU adds (see [`crate::residence_time`]).
+    pub residence: ResidenceHistogram,
 }
 
 impl IoStats {
@@ -116,6 +121,7 @@ impl IoStats {
             gso_sends: get(&self.gso_sends),
             gso_fallbacks: get(&self.gso_fallbacks),
             send_errors: get(&self.send_errors),
+            residence: self.residence.snapshot(),
         }
     }
 
@@ -292,6 +298,11 @@ impl MediaSocket {
         IoStats::add(&self.stats.datagrams_in, delivered);
         IoStats::add(&self.stats.gro_buffers, gro_buffers);
         Ok(count)
+    }
+
+    /// Counts `datagrams` sent `time` after the receive that caused them.
+    pub fn record_residence(&self, time: std::time::Duration, datagrams: usize) {
+        self.stats.residence.record(time, datagrams as u64);
     }
 
     /// Sends every transmit (the vector is left as it was, for the caller to recycle the

@@ -148,6 +148,20 @@ fn bursts_are_received_in_batches_and_sent_as_gso_runs() {
     assert!(datagrams_in >= (BURST * BURSTS) as u64, "{io:?}");
     let caps = f.worker.socket_capabilities();
     eprintln!("{caps:?} {io:?}");
+    // Every forwarded packet was sent after a receive: its time in the SFU is counted.
+    let residence = io.residence.since(&before.residence);
+    assert!(
+        residence.count() >= (BURST * BURSTS) as u64,
+        "{} of {} forwarded packets have a residence time",
+        residence.count(),
+        BURST * BURSTS
+    );
+    // Generous: a sanity bound, not a speed check (the machine may be loaded).
+    assert!(
+        residence
+            .quantile(0.5)
+            .is_some_and(|p50| p50 < Duration::from_secs(1))
+    );
     if f.publisher.state.max_gso_segments() > 1 {
         // Each burst reaches the socket at once (one GRO buffer, or all its segments queued
         // together), so a receive call carries several datagrams on average.
