@@ -1,14 +1,16 @@
 //! # sfu-loadgen: a load generator that proves the SFU's numbers
 //!
 //! P publishers and S subscribers per room, R rooms, every one a real client over its own UDP
-//! socket with real ICE, DTLS and SRTP (AES-GCM by default), against an SFU worker started
-//! in-process through the embedding API ([`embedded::run`]). Publishers send synthetic
-//! VP8-shaped RTP at a set rate; every payload carries its publisher, a counter, the send time
-//! and a checksum ([`payload`]). Subscribers check every packet: continuity per stream
-//! ([`stream_check`]), the checksum on a sample, latency into a histogram ([`histogram`]). A
-//! run ends with a [`report::Report`]: packets/s in and out, Mbit/s, loss, latency p50/p99,
-//! the SFU's CPU time (from `/proc`, [`proc_stats`]) and forwarded packets per CPU-second, and
-//! RSS.
+//! socket with real ICE, DTLS and SRTP (AES-GCM by default), against SFU workers started
+//! in-process through the embedding API ([`embedded::run`]) or against a real `sfu-server`
+//! joined over its WebSocket signaling API ([`signaling_mode::run`]). Publishers send
+//! synthetic VP8-shaped RTP at a set rate ([`pacing`]); every payload carries its publisher, a
+//! counter, the send time and a checksum ([`payload`]). Subscribers check every packet:
+//! continuity per stream ([`stream_check`]), the checksum on a sample, latency into a
+//! histogram ([`histogram`]). Both modes share the client side ([`traffic`]). A run ends with
+//! a [`report::Report`]: packets/s in (and offered) and out, Mbit/s, loss, latency p50/p99,
+//! the SFU's CPU time (from `/proc`, [`proc_stats`]) per worker and forwarded packets per
+//! CPU-second, and RSS.
 //!
 //! ```no_run
 //! use sfu_loadgen::embedded::{LoadConfig, run};

@@ -391,7 +391,6 @@ impl Publisher {
 
     /// Builds and protects `count` packets into `pending`, taking consecutive counters.
     fn build(&mut self, count: u64, packet_size: usize, shared: &Shared) {
-        self.schedule.built(count);
         let packet = &mut self.scratch;
         for _ in 0..count {
             let counter = self.next_counter;
@@ -419,6 +418,7 @@ impl Publisher {
             }
             self.pending.extend_from_slice(packet);
             self.next_counter += 1;
+            self.schedule.built(1);
         }
     }
 
