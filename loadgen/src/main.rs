@@ -27,7 +27,8 @@ enum Profile {
 }
 
 /// Load generator for the SFU: P publishers and S subscribers per room over real ICE, DTLS
-/// and SRTP on real UDP sockets, against a worker started in-process (embedding API).
+/// and SRTP on real UDP sockets, against workers started in-process (embedding API) or a real
+/// sfu-server joined over its WebSocket signaling API (--mode signaling).
 #[derive(Debug, Parser)]
 #[command(name = "sfu-loadgen", version)]
 struct Args {
