@@ -59,6 +59,13 @@ impl SfuProbe for Workers {
         proc_stats::rss_bytes(proc_stats::own_pid()).unwrap_or(0)
     }
 
+    fn residence(&self) -> Option<sfu_core::residence_time::ResidenceHistogram> {
+        self.handles
+            .iter()
+            .map(|w| w.io_stats().residence)
+            .reduce(|a, b| a.merged(&b))
+    }
+
     async fn counters(&self) -> Result<SfuCounters, RunError> {
         let mut drops: Vec<(String, u64)> = Vec::new();
         let mut consumers = 0;

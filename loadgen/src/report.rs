@@ -159,6 +159,14 @@ pub struct Report {
     pub latency_p999_us: u64,
     /// Largest latency, µs.
     pub latency_max_us: u64,
+    /// Time inside the SFU (from the receive call that brought a packet to the end of the
+    /// send that carried it out), median, µs: the delay the SFU itself adds. Only for
+    /// in-process workers.
+    pub sfu_residence_p50_us: Option<u64>,
+    /// 99th percentile of the time inside the SFU, µs.
+    pub sfu_residence_p99_us: Option<u64>,
+    /// 99.9th percentile of the time inside the SFU, µs.
+    pub sfu_residence_p999_us: Option<u64>,
     /// Mean latency, µs.
     pub latency_mean_us: f64,
     /// SFU user CPU time in the window (and drain), seconds.
@@ -354,6 +362,20 @@ impl Report {
                 ),
             ),
             (
+                "inside the SFU",
+                match (
+                    self.sfu_residence_p50_us,
+                    self.sfu_residence_p99_us,
+                    self.sfu_residence_p999_us,
+                ) {
+                    (Some(p50), Some(p99), Some(p999)) => format!(
+                        "p50 ≤ {p50} µs, p99 ≤ {p99} µs, p99.9 ≤ {p999} µs (receive call to \
+                         sent, per packet)"
+                    ),
+                    _ => "not measured (the SFU is another process)".into(),
+                },
+            ),
+            (
                 "SFU CPU",
                 format!(
                     "{:.2} s ({:.2} user + {:.2} sys), {:.0} % of a core while sending",
@@ -448,13 +470,13 @@ impl Report {
 
     /// The CSV header matching [`Self::csv_row`].
     pub fn csv_header() -> &'static str {
-        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes,offered_in_pps,given_up,in_shortfall_pct,mode,workers"
+        "rooms,publishers,subscribers,consumers,rate_per_publisher,offered_out_pps,in_pps,out_pps,out_mbps,loss_pct,latency_p50_us,latency_p99_us,latency_max_us,sfu_cpu_s,sfu_cpu_util,forwarded_per_cpu_s,rss_bytes,rss_per_consumer_bytes,offered_in_pps,given_up,in_shortfall_pct,mode,workers,sfu_residence_p50_us,sfu_residence_p99_us"
     }
 
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{},{:.0},{},{:.2},{},{}",
+            "{},{},{},{},{:.1},{:.0},{:.0},{:.0},{:.1},{:.4},{},{},{},{:.3},{:.3},{:.0},{},{},{:.0},{},{:.2},{},{},{},{}",
             self.rooms,
             self.publishers,
             self.subscribers,
@@ -477,7 +499,11 @@ impl Report {
             self.given_up,
             self.in_shortfall_pct,
             self.mode,
-            self.sfu_workers
+            self.sfu_workers,
+            self.sfu_residence_p50_us
+                .map_or_else(String::new, |v| v.to_string()),
+            self.sfu_residence_p99_us
+                .map_or_else(String::new, |v| v.to_string())
         )
     }
 }

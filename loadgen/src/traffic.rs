@@ -744,6 +744,11 @@ pub(crate) trait SfuProbe {
     fn rss(&self) -> u64;
     /// The SFU's drop counters (since the run began) and its consumers now.
     async fn counters(&self) -> Result<SfuCounters, RunError>;
+    /// Its residence-time histogram so far (how long packets stayed inside it), when it can
+    /// be read (only in-process workers expose it).
+    fn residence(&self) -> Option<sfu_core::residence_time::ResidenceHistogram> {
+        None
+    }
 }
 
 /// What an SFU counts, read at the end of a run.
@@ -943,6 +948,7 @@ pub(crate) async fn drive(
     let base = totals(&publishers.borrow(), &subscribers);
     let udp_before = UdpCounters::read();
     let sfu_cpu_before = probe.cpu();
+    let residence_before = probe.residence();
     let own_cpu_before = own_tid.and_then(proc_stats::thread_cpu).unwrap_or_default();
     let window_opened = Instant::now();
     progress_phase(
@@ -959,6 +965,10 @@ pub(crate) async fn drive(
     let window = window_opened.elapsed();
     let sent_end = totals(&publishers.borrow(), &subscribers);
     let sfu_cpu_sending = cpu_since(&probe.cpu(), &sfu_cpu_before);
+    let residence = probe
+        .residence()
+        .zip(residence_before)
+        .map(|(after, before)| after.since(&before));
     // Packets still waiting in a full socket's queue at the end never go out: the window
     // ends at the first of them.
     let window_end: Vec<u64> = publishers
@@ -1079,6 +1089,12 @@ pub(crate) async fn drive(
     report.latency_max_us = latency.max();
     report.latency_mean_us = latency.mean();
     drop(latency);
+    if let Some(r) = residence.filter(|r| r.count() > 0) {
+        let us = |q: f64| r.quantile(q).map(|d| d.as_micros() as u64);
+        report.sfu_residence_p50_us = us(0.5);
+        report.sfu_residence_p99_us = us(0.99);
+        report.sfu_residence_p999_us = us(0.999);
+    }
     report.sfu_cpu_user_s = sfu_total.user.as_secs_f64();
     report.sfu_cpu_sys_s = sfu_total.system.as_secs_f64();
     report.sfu_cpu_s = sfu_total.total().as_secs_f64();

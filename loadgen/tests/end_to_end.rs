@@ -78,6 +78,13 @@ fn two_rooms_forward_every_packet_intact_and_the_report_adds_up() {
     assert_eq!(r.latency_samples, r.packets_out);
     assert!(r.latency_p50_us <= r.latency_p99_us);
     assert!(r.latency_p99_us <= r.latency_max_us);
+    // The in-process workers say how long packets stayed inside them.
+    let (Some(inside_p50), Some(inside_p99)) = (r.sfu_residence_p50_us, r.sfu_residence_p99_us)
+    else {
+        panic!("no residence time from in-process workers: {}", r.table());
+    };
+    assert!(inside_p50 <= inside_p99);
+    assert!(r.table().contains("inside the SFU"));
     assert!(
         r.latency_p50_us < 1_000_000,
         "p50 {} µs on loopback",

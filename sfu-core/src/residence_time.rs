@@ -78,6 +78,15 @@ impl ResidenceHistogram {
         out
     }
 
+    /// This and `other` together (several workers' histograms).
+    pub fn merged(&self, other: &Self) -> Self {
+        let mut out = *self;
+        for (c, o) in out.counts.iter_mut().zip(other.counts.iter()) {
+            *c = c.saturating_add(*o);
+        }
+        out
+    }
+
     /// The `q` quantile (0..=1), as the upper bound of its bucket; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
         let total = self.count();
@@ -176,6 +185,7 @@ mod tests {
         h.record(Duration::from_micros(10), 100);
         let later = h.snapshot().since(&first);
         assert_eq!(later.count(), 100);
+        assert_eq!(later.merged(&first).count(), 200);
         assert!(later.quantile(0.99).unwrap() <= Duration::from_micros(12));
     }
 }
