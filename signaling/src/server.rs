@@ -34,6 +34,9 @@ use crate::room::RoomSettings;
 use crate::room_service::RoomService;
 use crate::session::{self, SessionLimits};
 
+/// Read buffer and write batching of each signaling WebSocket, bytes.
+const WS_BUFFER: usize = 8 * 1024;
+
 /// Everything the signaling server needs to know.
 #[derive(Debug, Clone, Default)]
 pub struct SignalingConfig {
@@ -200,7 +203,12 @@ async fn websocket(
     }
     let shutdown = ctx.shutdown.clone();
     // Frames larger than our limit get a typed error; far larger ones are cut by the transport.
+    // Signaling frames are a few KiB: tungstenite's default 128 KiB read buffer (allocated per
+    // connection) and 128 KiB write batching would make each participant cost a quarter of a
+    // MiB of memory for nothing.
     upgrade
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
         .max_message_size(4 * ctx.limits.max_frame)
         .on_failed_upgrade({
             let ctx = ctx.clone();

@@ -14,8 +14,9 @@
 //!
 //! 1. **Matching** — each 16-bit sequence number is extended against the highest sent
 //!    (closest candidate, so feedback must be about the last 32768 packets, which the
-//!    history bound guarantees) and looked up in the send history, a ring of
-//!    [`HISTORY_SIZE`] packets. Unknown and already-acknowledged sequence numbers are
+//!    history bound guarantees) and looked up in the send history, a ring that starts at
+//!    [`INITIAL_HISTORY`] packets and doubles, up to [`HISTORY_SIZE`], only when a packet
+//!    would overwrite one sent less than 2 s ago and not yet reported on. Unknown and already-acknowledged sequence numbers are
 //!    skipped; a packet reported lost is counted once.
 //! 2. **RTT** — per feedback, min over its packets of (now − send time) − (last arrival in the
 //!    feedback − arrival): the round trip without the time the receiver held the report.
@@ -69,7 +70,7 @@
 //!   estimator the most the subscriber could use ([`BandwidthEstimator::set_desired_bitrate`])
 //!   so periodic probing stops once that fits.
 //!
-//! No allocation at steady state: the history is a fixed ring, the per-feedback scratch
+//! No allocation at steady state: the history only grows while the rate rises, the per-feedback scratch
 //! vector is reused (bounded by the history size), the detectors use fixed arrays and the
 //! loss controller's minimum history is bounded.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -93,9 +94,12 @@ use trendline::{InterArrival, Trendline};
 
 use crate::twcc::TwccFeedback;
 
-/// Packets the send history remembers (a power of two). Feedback on older packets is
+/// Packets the send history remembers at most (a power of two). Feedback on older packets is
 /// ignored. At 1200-byte packets that is 20 s at 4 Mbit/s, 2 s at 40 Mbit/s.
 pub const HISTORY_SIZE: usize = 8192;
+/// Packets the send history starts with: a fixed 8192-entry ring was 384 KiB for every
+/// congestion-controlled subscriber, most of it never used (2 s at 2 Mbit/s is ~400 packets).
+pub const INITIAL_HISTORY: usize = 256;
 /// Without feedback on any packet for this long the delay detector starts over (µs).
 const STREAM_TIMEOUT_US: i64 = 2_000_000;
 /// Window of the acknowledged bitrate, in bins.
@@ -393,7 +397,8 @@ impl BaseDelay {
 pub struct BandwidthEstimator {
     epoch: Instant,
     config: EstimatorConfig,
-    history: Box<[Sent]>,
+    /// A ring indexed by sequence number (its length a power of two).
+    history: Vec<Sent>,
     highest_sent: Option<u64>,
     /// Highest sequence number feedback reported on (received or lost).
     highest_reported: Option<u64>,
@@ -448,7 +453,7 @@ impl BandwidthEstimator {
         Self {
             epoch: now,
             config,
-            history: vec![EMPTY_SENT; HISTORY_SIZE].into_boxed_slice(),
+            history: vec![EMPTY_SENT; INITIAL_HISTORY],
             highest_sent: None,
             highest_reported: None,
             sent_bytes: 0,
@@ -483,13 +488,27 @@ impl BandwidthEstimator {
         self.config
     }
 
-    /// Records a packet sent toward the subscriber. Allocates nothing.
+    /// Records a packet sent toward the subscriber. Allocates only when the history must grow.
     pub fn on_packet_sent(&mut self, packet: SentPacket) {
         let seq = packet.transport_seq;
         let send_us = self.micros(packet.send_time);
         let size = u32::try_from(packet.size).unwrap_or(u32::MAX);
         self.sent_bytes = self.sent_bytes.wrapping_add(u64::from(size));
-        if let Some(slot) = self.history.get_mut(history_index(seq)) {
+        while self.history.len() < HISTORY_SIZE
+            && self
+                .history
+                .get(history_index(seq, self.history.len()))
+                .is_some_and(|old| {
+                    old.seq != u64::MAX
+                        && old.seq != seq
+                        && old.status == AckStatus::Unacked
+                        && send_us.saturating_sub(old.send_us) < STREAM_TIMEOUT_US
+                })
+        {
+            self.grow_history();
+        }
+        let len = self.history.len();
+        if let Some(slot) = self.history.get_mut(history_index(seq, len)) {
             *slot = Sent {
                 seq,
                 send_us,
@@ -636,8 +655,20 @@ impl BandwidthEstimator {
         unwrapped
     }
 
+    /// Doubles the send history; entries keep their sequence numbers' places.
+    fn grow_history(&mut self) {
+        let len = (self.history.len() * 2).clamp(1, HISTORY_SIZE);
+        let old = std::mem::replace(&mut self.history, vec![EMPTY_SENT; len]);
+        for sent in old.into_iter().filter(|s| s.seq != u64::MAX) {
+            if let Some(slot) = self.history.get_mut(history_index(sent.seq, len)) {
+                *slot = sent;
+            }
+        }
+    }
+
     fn add_status(&mut self, seq: u64, arrival: Option<i64>) {
-        let Some(slot) = self.history.get_mut(history_index(seq)) else {
+        let len = self.history.len();
+        let Some(slot) = self.history.get_mut(history_index(seq, len)) else {
             return;
         };
         if slot.seq != seq {
@@ -863,8 +894,9 @@ impl BandwidthEstimator {
     }
 }
 
-fn history_index(seq: u64) -> usize {
-    (seq % HISTORY_SIZE as u64) as usize
+/// Where `seq` lives in a history of `len` entries (a power of two).
+fn history_index(seq: u64, len: usize) -> usize {
+    (seq & (len as u64).wrapping_sub(1)) as usize
 }
 
 /// The 64-bit sequence number closest to `highest` whose low 16 bits are `seq`.

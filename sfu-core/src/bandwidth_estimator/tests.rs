@@ -606,7 +606,7 @@ fn bandwidth_estimator_survives_garbage_feedback() {
         );
     }
     // Memory stayed bounded.
-    assert_eq!(est.history.len(), HISTORY_SIZE);
+    assert!(est.history.len() <= HISTORY_SIZE);
     assert!(est.results.capacity() <= HISTORY_SIZE);
     assert!(est.loss.history_len() <= loss_based::MAX_HISTORY);
     println!("    garbage stats: {:?}", est.stats());
@@ -695,4 +695,58 @@ fn bandwidth_estimator_explore() {
     for l in lines {
         println!("{l}");
     }
+}
+
+/// The send history holds what feedback may still be about (2 s of packets not reported on)
+/// and no more: small for a typical subscriber, larger while feedback is missing, never above
+/// its bound.
+#[test]
+fn the_send_history_grows_only_with_what_is_unreported() {
+    let t0 = Instant::now();
+    let mut est = BandwidthEstimator::new(t0, EstimatorConfig::default());
+    let send = |est: &mut BandwidthEstimator, seq: u64| {
+        est.on_packet_sent(SentPacket {
+            transport_seq: seq,
+            size: 1200,
+            send_time: t0 + Duration::from_micros(seq * 5_000),
+            probe_cluster: None,
+        });
+    };
+    // 200 packets a second (2 Mbit/s) for 10 s, each 50 ms of it reported on 50 ms later.
+    for seq in 0..2_000u64 {
+        send(&mut est, seq);
+        if seq % 10 == 9 && seq >= 19 {
+            let now = t0 + Duration::from_micros(seq * 5_000);
+            est.on_feedback_arrivals(
+                now,
+                (seq - 19..seq - 9).map(|s| (s, Some((s * 5_000 + 20_000) as i64))),
+            );
+        }
+    }
+    assert_eq!(
+        est.history.len(),
+        INITIAL_HISTORY,
+        "feedback keeps up: no growth"
+    );
+    assert_eq!(
+        est.stats().unknown,
+        0,
+        "every reported packet was still known"
+    );
+    // Feedback stops: 2 s of unreported packets (400) are kept.
+    for seq in 2_000..4_000u64 {
+        send(&mut est, seq);
+    }
+    assert_eq!(est.history.len(), 512);
+    // At 10,000 packets a second without feedback the ring stops at its bound.
+    let mut est = BandwidthEstimator::new(t0, EstimatorConfig::default());
+    for seq in 0..40_000u64 {
+        est.on_packet_sent(SentPacket {
+            transport_seq: seq,
+            size: 1200,
+            send_time: t0 + Duration::from_micros(seq * 100),
+            probe_cluster: None,
+        });
+    }
+    assert_eq!(est.history.len(), HISTORY_SIZE);
 }
