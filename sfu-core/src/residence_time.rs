@@ -53,12 +53,15 @@ fn upper_bound(index: usize) -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResidenceHistogram {
     counts: [u64; BUCKETS],
+    /// The sum of all counted times, µs.
+    sum_micros: u64,
 }
 
 impl Default for ResidenceHistogram {
     fn default() -> Self {
         Self {
             counts: [0; BUCKETS],
+            sum_micros: 0,
         }
     }
 }
@@ -69,12 +72,30 @@ impl ResidenceHistogram {
         self.counts.iter().sum()
     }
 
+    /// The sum of the times of every datagram counted.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_micros)
+    }
+
+    /// Datagrams counted with a time certainly at most `limit`: those of every bucket that
+    /// ends at or below it (exact when `limit` is a power of two of microseconds, as the
+    /// Prometheus buckets of `/metrics` are).
+    pub fn count_at_most(&self, limit: Duration) -> u64 {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| upper_bound(*i) <= limit)
+            .map(|(_, c)| c)
+            .sum()
+    }
+
     /// What was counted after `earlier` (a reading of the same histogram).
     pub fn since(&self, earlier: &Self) -> Self {
         let mut out = *self;
         for (c, e) in out.counts.iter_mut().zip(earlier.counts.iter()) {
             *c = c.saturating_sub(*e);
         }
+        out.sum_micros = out.sum_micros.saturating_sub(earlier.sum_micros);
         out
     }
 
@@ -84,6 +105,7 @@ impl ResidenceHistogram {
         for (c, o) in out.counts.iter_mut().zip(other.counts.iter()) {
             *c = c.saturating_add(*o);
         }
+        out.sum_micros = out.sum_micros.saturating_add(other.sum_micros);
         out
     }
 
@@ -109,12 +131,14 @@ impl ResidenceHistogram {
 #[derive(Debug)]
 pub struct AtomicResidenceHistogram {
     counts: [AtomicU64; BUCKETS],
+    sum_micros: AtomicU64,
 }
 
 impl Default for AtomicResidenceHistogram {
     fn default() -> Self {
         Self {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
         }
     }
 }
@@ -126,6 +150,9 @@ impl AtomicResidenceHistogram {
             && let Some(c) = self.counts.get(bucket(time))
         {
             c.fetch_add(datagrams, Ordering::Relaxed);
+            let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+            self.sum_micros
+                .fetch_add(micros.saturating_mul(datagrams), Ordering::Relaxed);
         }
     }
 
@@ -135,6 +162,7 @@ impl AtomicResidenceHistogram {
         for (o, c) in out.counts.iter_mut().zip(self.counts.iter()) {
             *o = c.load(Ordering::Relaxed);
         }
+        out.sum_micros = self.sum_micros.load(Ordering::Relaxed);
         out
     }
 }
@@ -182,6 +210,13 @@ mod tests {
         let p99 = first.quantile(0.99).unwrap();
         assert!(p99 > Duration::from_micros(1_500) && p99 <= Duration::from_micros(1_792));
         assert!(first.quantile(1.0).unwrap() > Duration::from_millis(40));
+        assert_eq!(
+            first.sum(),
+            Duration::from_micros(98 * 100 + 1_500 + 40_000)
+        );
+        assert_eq!(first.count_at_most(Duration::from_micros(128)), 98);
+        assert_eq!(first.count_at_most(Duration::from_micros(2_048)), 99);
+        assert_eq!(first.count_at_most(Duration::from_secs(60)), 100);
         h.record(Duration::from_micros(10), 100);
         let later = h.snapshot().since(&first);
         assert_eq!(later.count(), 100);

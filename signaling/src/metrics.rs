@@ -441,8 +441,51 @@ impl Metrics {
         }
         self.worker_up.set(if up { 1.0 } else { 0.0 });
         let mut text = self.handle.render();
+        residence::render(&mut text, workers);
         process::render(&mut text);
         text
+    }
+}
+
+/// `sfu_residence_seconds`: how long packets stay inside the SFU, from the receive call that
+/// brought them to the end of the send that carried them out, summed over the workers
+/// ([`sfu_core::residence_time`]). Rendered by hand: the `metrics` recorder's histograms would
+/// need a record per packet, where the workers already count in buckets.
+mod residence {
+    use std::fmt::Write;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sfu_core::driver::WorkerHandle;
+
+    /// Bucket bounds, µs: powers of two, so the workers' finer buckets add up exactly.
+    const BOUNDS_MICROS: [u64; 12] = [
+        64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192, 16_384, 65_536, 262_144, 1_048_576,
+    ];
+
+    pub fn render(out: &mut String, workers: &[Arc<WorkerHandle>]) {
+        let all = workers
+            .iter()
+            .map(|w| w.io_stats().residence)
+            .reduce(|a, b| a.merged(&b))
+            .unwrap_or_default();
+        let name = "sfu_residence_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} Time packets spent inside the SFU: from the receive call that \
+             brought them to the end of the send that carried them out.\n# TYPE {name} histogram\n"
+        );
+        for micros in BOUNDS_MICROS {
+            let count = all.count_at_most(Duration::from_micros(micros));
+            let le = micros as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+        }
+        let _ = write!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}\n\n",
+            count = all.count(),
+            sum = all.sum().as_secs_f64(),
+        );
     }
 }
 

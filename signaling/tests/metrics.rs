@@ -263,6 +263,7 @@ async fn metrics_follow_rooms_tracks_errors_and_media() {
         ("sfu_transports", 0.0),
         ("sfu_signaling_frames_received_total", 0.0),
         ("sfu_worker_up", 1.0),
+        ("sfu_residence_seconds_count", 0.0),
     ] {
         assert_eq!(s.get(name, &[]), value, "{name}");
     }
@@ -318,8 +319,18 @@ async fn metrics_follow_rooms_tracks_errors_and_media() {
 
     let s = scrape_until(&server, "the stray datagrams dropped", |s| {
         s.get("sfu_drops_total", &[("reason", "empty")]) >= 1.0
+            && s.get("sfu_residence_seconds_count", &[]) >= 1.0
     })
     .await;
+    // The check's answer is the one datagram sent after a receive: its time inside the SFU
+    // is counted (well under a second), and the histogram adds up.
+    let residence = |s: &Scrape, le: &str| s.get("sfu_residence_seconds_bucket", &[("le", le)]);
+    assert_eq!(s.get("sfu_residence_seconds_count", &[]), 1.0, "{}", s.text);
+    assert_eq!(residence(&s, "+Inf"), 1.0);
+    assert_eq!(residence(&s, "1.048576"), 1.0);
+    assert!(residence(&s, "0.000064") <= residence(&s, "0.001024"));
+    let sum = s.get("sfu_residence_seconds_sum", &[]);
+    assert!((0.0..1.0).contains(&sum), "{sum}");
     assert_eq!(s.get("sfu_rooms", &[]), 1.0);
     assert_eq!(s.get("sfu_routers", &[]), 1.0);
     assert_eq!(s.get("sfu_participants", &[]), 2.0);
