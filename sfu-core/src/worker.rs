@@ -938,6 +938,14 @@ impl Worker {
         let previously_allocated = cc.allocated();
         // Before any feedback the estimate is a guess: it may start video low, never pause it.
         let measured = cc.has_feedback();
+        // Probes are padding on an RTX stream. A subscriber without one can only be measured
+        // by what it is sent: paused video would leave nothing to show that the link
+        // recovered, so its video keeps the lowest layer instead.
+        let can_probe = t
+            .consumers
+            .iter()
+            .filter_map(|c| self.consumers.get(c))
+            .any(|c| c.rtx_ssrc().is_some());
         let speaker_transport = self
             .speakers
             .get(&t.router)
@@ -1054,7 +1062,7 @@ impl Worker {
                 a.layer = held;
             }
             let (paused, allowed) = match a.layer {
-                None if measured => (true, None),
+                None if measured && can_probe => (true, None),
                 None => (false, c.has_selector().then_some(0)),
                 Some(layer) => (false, c.has_selector().then_some(layer)),
             };

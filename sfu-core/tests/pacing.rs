@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use sfu_core::rtp_parameters::extension_uri;
+use sfu_core::sim_peer::{Direction, LinkConfig};
 use sfu_core::{RtpCapabilities, RtpHeaderExtension};
 
 const SUB_TRANSPORT_CC_ID: u8 = 5;
@@ -172,5 +173,75 @@ fn a_subscriber_without_transport_cc_gets_packets_unstamped_and_unpaced() {
             .worker()
             .congestion_stats(room.net.now(), room.subscriber_info.id)
             .is_none()
+    );
+}
+
+/// Sends `rounds` × 20 ms of [`send_media`], advancing time; returns the video packets the
+/// subscriber received in the last second.
+fn run_media(room: &mut Room, first_round: u16, rounds: u16) -> usize {
+    for round in first_round..first_round + rounds {
+        send_media(room, round);
+        room.net.advance(Duration::from_millis(20));
+    }
+    let end = room.net.now();
+    let video = room.video_ssrc_out();
+    room.sub()
+        .received_rtp_for(video)
+        .filter(|p| end.duration_since(p.at) < Duration::from_secs(1))
+        .count()
+}
+
+/// A subscriber with transport-wide feedback but without RTX cannot be probed (probes are
+/// padding on the RTX stream). Once a bottleneck made its estimate fall below its only video
+/// layer, pausing that video would leave nothing to measure the link by: the video would
+/// never come back after the link recovered. Such a subscriber keeps its lowest layer.
+#[test]
+fn video_a_subscriber_cannot_be_probed_for_comes_back_after_congestion() {
+    let mut caps = caps_with_transport_cc();
+    for c in &mut caps.codecs {
+        c.rtx_payload_type = None;
+    }
+    let mut room = room_with(&caps);
+    let now = room.net.now();
+    room.subscriber()
+        .enable_twcc_feedback(now, SUB_TRANSPORT_CC_ID, Duration::from_millis(50));
+    let subscriber = room.sub().addr();
+    // 1.8 Mbit/s of video into a 300 kbit/s downlink for 5 s: the estimate falls below it.
+    room.net.set_link(
+        subscriber,
+        Direction::ToPeer,
+        LinkConfig::bottleneck(
+            300_000,
+            LinkConfig::queue_bytes_for(300_000, Duration::from_millis(200)),
+        ),
+    );
+    run_media(&mut room, 0, 250);
+    let stats = room
+        .net
+        .worker()
+        .congestion_stats(room.net.now(), room.subscriber_info.id)
+        .unwrap();
+    assert!(
+        stats.estimate.as_bps() < 1_500_000,
+        "the bottleneck was noticed: {stats:#?}"
+    );
+    // The link recovers; the video must too.
+    room.net
+        .set_link(subscriber, Direction::ToPeer, LinkConfig::default());
+    // Without probes the estimate climbs back only as fast as the loss-based controller lets
+    // it (8 % a second, as GCC): the video is not all there yet, but it flows.
+    let last_second = run_media(&mut room, 250, 500);
+    let end = room.net.now();
+    assert!(
+        last_second > 50,
+        "video flows again 10 s after the link recovered: {last_second} packets in the last \
+         second; {:#?}",
+        room.net
+            .worker()
+            .congestion_stats(end, room.subscriber_info.id)
+    );
+    assert_eq!(
+        room.net.worker().congestion_summary(end).congestion_paused,
+        0
     );
 }
