@@ -377,14 +377,22 @@ impl Consumer {
         self.history.is_some()
     }
 
+    /// Whether its packets' payload is sent as it arrived (no VP8 ids rewritten).
+    pub fn sends_payload_unchanged(&self) -> bool {
+        self.vp8.is_none()
+    }
+
     /// The RTX SSRC, if the subscriber negotiated RTX.
     pub fn rtx_ssrc(&self) -> Option<u32> {
         self.rtx.as_ref().map(|r| r.ssrc)
     }
 
     /// Writes the subscriber's version of a packet into `out`: rewritten header, then the
-    /// payload. Returns `(header_len, srtp_roc)`, or `None` if the subscriber cannot take the
-    /// packet's payload type.
+    /// payload. With `fuse`, when the payload goes out unchanged
+    /// ([`Self::sends_payload_unchanged`]), only the header is written: the caller encrypts the
+    /// payload from where it lies ([`crate::srtp::SrtpContext::protect_rtp_from`]). Returns
+    /// `(header_len, srtp_roc)`, or `None` if the subscriber cannot take the packet's payload
+    /// type.
     #[allow(clippy::too_many_arguments)]
     pub fn write_packet(
         &mut self,
@@ -395,6 +403,7 @@ impl Consumer {
         packet: &[u8],
         payload: &[u8],
         out: &mut Vec<u8>,
+        fuse: bool,
     ) -> Option<(usize, u32)> {
         let payload_type = *self.payload_types.get(usize::from(header.payload_type))?;
         if payload_type == UNMAPPED {
@@ -457,7 +466,9 @@ impl Consumer {
             |id| ids.get(usize::from(id)).copied().filter(|&v| v != UNMAPPED),
             extra,
         );
-        out.extend_from_slice(payload);
+        if !(fuse && self.vp8.is_none()) {
+            out.extend_from_slice(payload);
+        }
         let Ok(vp8_ids) = self.rewrite_vp8(out, header_len, switched) else {
             // The rewriter cannot place this packet (too old, or its frame was dropped): it is
             // not sent, and the number it took is closed up like any dropped packet's.
@@ -714,7 +725,7 @@ mod tests {
         let h = RtpHeader::parse(&p).unwrap();
         let mut out = Vec::new();
         let (hl, roc) = c
-            .write_packet(Instant::now(), 0, None, &h, &p, b"opus", &mut out)
+            .write_packet(Instant::now(), 0, None, &h, &p, b"opus", &mut out, false)
             .unwrap();
         let o = RtpHeader::parse(&out).unwrap();
         assert_eq!(o.header_len, hl);
@@ -737,7 +748,7 @@ mod tests {
         let p = Bytes::from(p);
         let h = RtpHeader::parse(&p).unwrap();
         assert!(
-            c.write_packet(Instant::now(), 0, None, &h, &p, b"x", &mut out)
+            c.write_packet(Instant::now(), 0, None, &h, &p, b"x", &mut out, false)
                 .is_none()
         );
         // Reordered before the first packet (out 100): 50 before is sent on ROC 0…
@@ -750,7 +761,7 @@ mod tests {
         let q = at(5u16.wrapping_sub(50));
         let h = RtpHeader::parse(&q).unwrap();
         let (_, roc) = c
-            .write_packet(Instant::now(), 0, None, &h, &q, b"opus", &mut out)
+            .write_packet(Instant::now(), 0, None, &h, &q, b"opus", &mut out, false)
             .unwrap();
         assert_eq!(
             (RtpHeader::parse(&out).unwrap().sequence_number, roc),
@@ -760,7 +771,7 @@ mod tests {
         let q = at(5u16.wrapping_sub(200));
         let h = RtpHeader::parse(&q).unwrap();
         assert!(
-            c.write_packet(Instant::now(), 0, None, &h, &q, b"opus", &mut out)
+            c.write_packet(Instant::now(), 0, None, &h, &q, b"opus", &mut out, false)
                 .is_none()
         );
     }
@@ -817,7 +828,7 @@ mod tests {
             let p = Bytes::from(p);
             let h = RtpHeader::parse(&p).unwrap();
             let info = crate::codecs::describe(Codec::Vp8, &p[12..]);
-            c.write_packet(now, 0, info.as_ref(), &h, &p, &p[12..], &mut out)
+            c.write_packet(now, 0, info.as_ref(), &h, &p, &p[12..], &mut out, false)
                 .map(|_| RtpHeader::parse(&out).unwrap().sequence_number)
         };
         assert_eq!(

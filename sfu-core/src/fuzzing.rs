@@ -1891,6 +1891,7 @@ impl Switcher {
             &packet,
             body,
             &mut out,
+            false,
         );
         let forward = matches!(decision, Decision::Forward { .. });
         if self.clean {

@@ -2038,6 +2038,11 @@ impl Worker {
                 continue;
             }
             let mut buf = self.pool.take();
+            // Sent at once and unchanged: the payload is encrypted straight from the shared
+            // packet into the datagram instead of copied first (one pass over it instead of
+            // two; criterion: -3 % per forwarded packet at 100 subscribers, none measurable at
+            // 10). A paced packet waits in its pacer as plaintext, so it keeps its copy.
+            let fuse = out_t.congestion.is_none() && consumer.sends_payload_unchanged();
             let Some((header_len, roc)) = consumer.write_packet(
                 now,
                 stream_index,
@@ -2046,6 +2051,7 @@ impl Worker {
                 &packet,
                 payload,
                 &mut buf,
+                fuse,
             ) else {
                 self.pool.give_back(buf);
                 continue;
@@ -2076,7 +2082,12 @@ impl Worker {
                 );
                 continue;
             }
-            if srtp.protect_rtp(&mut buf, header_len, roc).is_err() {
+            let protected = if fuse {
+                srtp.protect_rtp_from(&mut buf, header_len, roc, payload)
+            } else {
+                srtp.protect_rtp(&mut buf, header_len, roc)
+            };
+            if protected.is_err() {
                 self.pool.give_back(buf);
                 continue;
             }

@@ -118,6 +118,31 @@ impl AesGcmTransform {
         Ok(())
     }
 
+    /// Encrypts `payload` straight after the header in `buf` (which holds only the header),
+    /// then appends the tag: the payload is read once, from where it is shared.
+    pub fn protect_rtp_from(
+        &self,
+        buf: &mut Vec<u8>,
+        header_len: usize,
+        ssrc: u32,
+        roc: u32,
+        sequence_number: u16,
+        payload: &[u8],
+    ) -> Result<(), SrtpError> {
+        let nonce = self.rtp.rtp_nonce(ssrc, roc, sequence_number);
+        buf.resize(header_len + payload.len() + TAG_LEN, 0);
+        let (header, rest) = buf
+            .split_at_mut_checked(header_len)
+            .ok_or(SrtpError::TooShort)?;
+        let (ciphertext, tag) = rest
+            .split_at_mut_checked(payload.len())
+            .ok_or(SrtpError::TooShort)?;
+        self.rtp
+            .key
+            .seal_out_of_place_scatter(nonce, Aad::from(&*header), payload, ciphertext, &[], tag)
+            .map_err(|_| SrtpError::CryptoFailure)
+    }
+
     /// Authenticates and decrypts `buf` (header, ciphertext, tag) in place; returns the
     /// plaintext length. On failure the payload octets are unspecified.
     pub fn unprotect_rtp(

@@ -314,6 +314,29 @@ impl SrtpContext {
         }
     }
 
+    /// [`Self::protect_rtp`] of `buf` (the header only) followed by `payload`.
+    pub fn protect_rtp_from(
+        &mut self,
+        buf: &mut Vec<u8>,
+        header_len: usize,
+        roc: u32,
+        payload: &[u8],
+    ) -> Result<(), SrtpError> {
+        if header_len < RTP_FIXED_HEADER_LEN || header_len != buf.len() {
+            return Err(SrtpError::TooShort);
+        }
+        let (ssrc, sequence_number) = rtp_ssrc_and_sequence(buf)?;
+        match &self.transform {
+            Transform::AesGcm(gcm) => {
+                gcm.protect_rtp_from(buf, header_len, ssrc, roc, sequence_number, payload)
+            }
+            Transform::AesCm(_) => {
+                buf.extend_from_slice(payload);
+                self.protect_rtp(buf, header_len, roc)
+            }
+        }
+    }
+
     /// Inbound RTP: authenticates, checks replay, decrypts in place. Returns the plaintext length
     /// (header plus payload, tag removed). `header_len` is the RTP header length the caller
     /// parsed. On error the packet must be dropped; its payload octets may have been altered.
