@@ -212,30 +212,23 @@ impl WorkerPool {
     /// Places a new room on the worker of least cost by the book as it stands (see
     /// [`Self::place_room_measured`] to measure first). `None` only for an empty pool.
     pub fn place_room(&self) -> Option<RoomPlacement> {
-        let index = self.book.with(|loads| {
-            let (index, load) = loads
-                .iter_mut()
-                .enumerate()
-                .min_by_key(|(i, l)| (l.cost(), *i))?;
-            load.rooms += 1;
-            Some(index)
-        })?;
-        let worker = self.workers.get(index)?.clone();
-        Some(RoomPlacement {
-            index,
-            worker,
-            book: self.book.clone(),
-        })
+        self.place_where(|_, _| true)
     }
 
     /// Places a room that has outgrown the workers it is on (`on`, pool indices) on one more:
     /// the one of least cost among the others. `None` when the room is on every worker.
     pub fn place_room_extension(&self, on: &[usize]) -> Option<RoomPlacement> {
+        self.place_where(|i, load| !on.contains(&i) && !load.gone)
+    }
+
+    /// Counts a room on the worker of least cost among those `eligible` (the lowest index on
+    /// a tie) and returns its placement.
+    fn place_where(&self, eligible: impl Fn(usize, &WorkerLoad) -> bool) -> Option<RoomPlacement> {
         let index = self.book.with(|loads| {
             let (index, load) = loads
                 .iter_mut()
                 .enumerate()
-                .filter(|(i, l)| !on.contains(i) && !l.gone)
+                .filter(|(i, l)| eligible(*i, l))
                 .min_by_key(|(i, l)| (l.cost(), *i))?;
             load.rooms += 1;
             Some(index)
@@ -371,6 +364,32 @@ mod tests {
             b_index,
             "the freed worker is next"
         );
+    }
+
+    #[test]
+    fn an_outgrown_room_extends_to_the_least_loaded_worker_it_is_not_on() {
+        let pool = pool(3);
+        let busy = pool.place_room_extension(&[0, 2]).unwrap();
+        assert_eq!(busy.index(), 1);
+        let home = pool.place_room().unwrap();
+        assert_eq!(home.index(), 0, "the least loaded (lowest index on a tie)");
+        let extension = pool.place_room_extension(&[home.index()]).unwrap();
+        assert_eq!(
+            extension.index(),
+            2,
+            "not the room's own worker, nor the busier one"
+        );
+        assert_eq!(
+            pool.loads()[2].rooms,
+            1,
+            "the extension counts on its worker"
+        );
+        assert!(
+            pool.place_room_extension(&[0, 1, 2]).is_none(),
+            "no worker left"
+        );
+        drop(extension);
+        assert_eq!(pool.loads()[2].rooms, 0);
     }
 
     #[tokio::test]
