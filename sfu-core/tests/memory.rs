@@ -21,8 +21,9 @@
 //! and send VP8-like video at 1.5 Mbit/s (30 frames of five 1200-byte packets a second); what
 //! the worker sends is taken from it and recycled as the driver does, so nothing piles up in
 //! queues. Subscribers negotiate NACK and RTX (so every consumer keeps a retransmission
-//! history) and the mid extension, not transport-cc (no feedback would come back from a
-//! dropped peer).
+//! history) and the mid extension; in a third scenario also transport-cc, so every subscriber
+//! transport has a congestion controller (no feedback comes back from a dropped peer, so its
+//! send history holds the 2 s of unreported packets it keeps at most for a live one).
 //!
 //! Figures (printed with `--nocapture`), after 5 s of video:
 //! - *per consumer*: what closing every consumer frees, divided by the consumers: the
@@ -371,14 +372,31 @@ struct Footprint {
 }
 
 fn measure(publishers: usize, subscribers: usize) -> Footprint {
+    measure_with(publishers, subscribers, false)
+}
+
+/// With `congestion_controlled`, subscribers also negotiate transport-wide feedback: each
+/// subscriber transport gets a congestion controller (estimator, pacer). No feedback comes
+/// back from the dropped peers, so its send history keeps the last 2 s of packets, as it
+/// would for a subscriber whose feedback is lost.
+fn measure_with(publishers: usize, subscribers: usize, congestion_controlled: bool) -> Footprint {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rig = Rig::new();
     let mut pubs = rig.add_publishers(publishers);
     let transports = rig.add_subscribers(subscribers, &mut pubs);
-    let caps = RtpCapabilities {
+    let mut caps = RtpCapabilities {
         codecs: vec![vp8()],
         header_extensions: vec![mid_extension()],
     };
+    if congestion_controlled {
+        caps.header_extensions.push(RtpHeaderExtension {
+            uri: extension_uri::TRANSPORT_CC.into(),
+            id: 5,
+        });
+        for c in &mut caps.codecs {
+            c.rtcp_feedback.push(RtcpFeedback::new("transport-cc", ""));
+        }
+    }
     let mut consumers = Vec::new();
     for (i, &t) in transports.iter().enumerate() {
         for (j, p) in pubs.iter().enumerate() {
@@ -418,7 +436,10 @@ fn measure(publishers: usize, subscribers: usize) -> Footprint {
         last_second_growth: (steady - at_4s) / c,
         forwarded,
     };
-    println!("{publishers} publishers x {subscribers} subscribers: {footprint:#?}");
+    println!(
+        "{publishers} publishers x {subscribers} subscribers (congestion control: \
+         {congestion_controlled}): {footprint:#?}"
+    );
     drop(pubs);
     drop(rig);
     footprint
@@ -458,4 +479,17 @@ fn one_publisher_to_a_thousand_subscribers_fits_64_kib_per_consumer() {
     let f = measure(1, 1000);
     assert_eq!((f.transports, f.consumers), (1000, 1000));
     assert_fits(&f);
+}
+
+/// Congestion control adds its estimator and pacer to each subscriber transport. Its send
+/// history once was a fixed 8,192 entries: 384 KiB a subscriber.
+#[test]
+fn congestion_controlled_subscribers_fit_64_kib_per_consumer_too() {
+    let f = measure_with(1, 200, true);
+    assert_eq!((f.transports, f.consumers), (200, 200));
+    assert!(f.forwarded > 100_000, "video flowed: {f:?}");
+    assert!(
+        f.all_in_per_consumer <= TARGET_PER_CONSUMER,
+        "consumer and its transport with congestion control: {f:?}"
+    );
 }
