@@ -2,6 +2,8 @@
 // through Playwright allows (switch times, gaps in decoding). Times are the page's
 // performance.now(), in ms.
 
+import { waitFor } from './wait.mjs';
+
 /**
  * Starts sampling, every `periodMs`, the inbound-rtp of the video track `trackId` that
  * `participant` receives: {t, framesDecoded, frameWidth, frameHeight, freezeCount,
@@ -138,4 +140,55 @@ export function formatPublished(samples) {
           .join(' | '),
     )
     .join('\n');
+}
+
+/** Whether a sample shows a resolution within `want` ({minWidth?, maxWidth?}). */
+export const fitsWidth = (s, want) =>
+  s.frameWidth > 0 && (want.maxWidth === undefined || s.frameWidth <= want.maxWidth) &&
+  (want.minWidth === undefined || s.frameWidth >= want.minWidth);
+
+/**
+ * Checks that each viewer (`{p, sampler, [key]: want}`) holds the wanted resolution for
+ * `sustainMs` without a single sample outside it, and keeps decoding. The window starts
+ * where the viewer's current run of fitting samples began (waiting up to 5 s for its latest
+ * sample to fit): a transient before the viewer settled on the layer (congestion control
+ * starting low after a keyframe of the asked layer) is not part of the hold, any sample
+ * outside it afterwards is.
+ */
+export async function holds(viewers, key, sustainMs) {
+  const since = await Promise.all(
+    viewers.map((v) =>
+      waitFor(
+        async () => {
+          const samples = await v.sampler.read();
+          if (!samples.length || !fitsWidth(samples.at(-1), v[key])) return undefined;
+          const lastWrong = samples.findLastIndex((s) => !fitsWidth(s, v[key]));
+          return samples[lastWrong + 1].t;
+        },
+        { timeout: 5_000, interval: 100, what: `${v.p.name}'s samples to show ${v[key].label}` },
+      ),
+    ),
+  );
+  const windowEnds = since.map((t) => t + sustainMs);
+  await waitFor(
+    async () => {
+      const all = await Promise.all(viewers.map((v) => v.sampler.read()));
+      return all.every((samples, i) => samples.at(-1).t >= windowEnds[i]);
+    },
+    { timeout: sustainMs + 10_000, interval: 100, what: `a ${sustainMs} ms measuring window` },
+  );
+  const problems = [];
+  for (const [i, v] of viewers.entries()) {
+    const span = (await v.sampler.read()).filter((s) => s.t >= since[i] && s.t <= windowEnds[i]);
+    const wrong = span.filter((s) => !fitsWidth(s, v[key]));
+    const frames = span.at(-1).framesDecoded - span[0].framesDecoded;
+    if (wrong.length) {
+      problems.push(
+        `${v.p.name}: ${wrong.length} of ${span.length} samples over ${sustainMs} ms were not ${v[key].label}: ` +
+          wrong.slice(0, 5).map((s) => `${s.frameWidth}x${s.frameHeight}`).join(', '),
+      );
+    }
+    if (frames < 20) problems.push(`${v.p.name}: only ${frames} frames decoded in ${sustainMs} ms at ${v[key].label}`);
+  }
+  if (problems.length) throw new Error(problems.join('\n'));
 }

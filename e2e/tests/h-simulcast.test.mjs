@@ -17,8 +17,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { withRoom } from '../lib/room.mjs';
 import {
+  fitsWidth,
   formatInbound,
   formatPublished,
+  holds,
   longestDecodingGap,
   pageNow,
   sampleInboundVideo,
@@ -41,9 +43,7 @@ const SAMPLE_PERIOD_MS = 100;
 // reaches the publisher late), so this limit is generous.
 const RESUME_DEADLINE_MS = 5_000;
 
-const fits = (s, want) =>
-  s.frameWidth > 0 && (want.maxWidth === undefined || s.frameWidth <= want.maxWidth) &&
-  (want.minWidth === undefined || s.frameWidth >= want.minWidth);
+const fits = fitsWidth;
 
 test('each subscriber receives the simulcast layer it asks for and switches mid-stream', { timeout: 150_000 }, (t) =>
   withRoom(async (room) => {
@@ -117,7 +117,7 @@ test('each subscriber receives the simulcast layer it asks for and switches mid-
         { arg: { video, want: v.want1 }, what: `${JSON.stringify(v.first)} to give video ${v.want1.label}` },
       );
     }
-    await holds(viewers, 'want1');
+    await holds(viewers, 'want1', SUSTAIN_MS);
 
     // 2. Mid-stream, Small switches up and Large down, at the same time.
     await Promise.all(viewers.map(async (v) => (v.switchAt = await request(v.p, video, v.then))));
@@ -134,7 +134,7 @@ test('each subscriber receives the simulcast layer it asks for and switches mid-
       v.switchMs = first.t - Math.round(v.switchAt.sentAt);
       v.switchedTo = `${first.frameWidth}x${first.frameHeight}`;
     }
-    await holds(viewers, 'want2');
+    await holds(viewers, 'want2', SUSTAIN_MS);
 
     // 3. Figures, then the verdicts.
     const problems = [];
@@ -214,35 +214,3 @@ function request(participant, track, options) {
   );
 }
 
-/**
- * Waits SUSTAIN_MS while the viewers' samplers run, then checks that every sample of that
- * window shows the wanted resolution (`v[key]`) and that frames kept being decoded. Call it
- * once the pages' stats show that resolution.
- */
-async function holds(viewers, key) {
-  // From the first sample showing the wanted resolution (the page's stats already do).
-  const since = await Promise.all(
-    viewers.map((v) =>
-      waitFor(async () => (await v.sampler.read()).findLast((s) => fits(s, v[key]))?.t, {
-        timeout: 5_000,
-        interval: 100,
-        what: `${v.p.name}'s samples to show ${v[key].label}`,
-      }),
-    ),
-  );
-  await new Promise((resolve) => setTimeout(resolve, SUSTAIN_MS)); // a measuring window, not a wait for an event
-  const problems = [];
-  for (const [i, v] of viewers.entries()) {
-    const span = (await v.sampler.read()).filter((s) => s.t >= since[i]);
-    const wrong = span.filter((s) => !fits(s, v[key]));
-    const frames = span.at(-1).framesDecoded - span[0].framesDecoded;
-    if (wrong.length) {
-      problems.push(
-        `${v.p.name}: ${wrong.length} of ${span.length} samples over ${SUSTAIN_MS} ms were not ${v[key].label}: ` +
-          wrong.slice(0, 5).map((s) => `${s.frameWidth}x${s.frameHeight}`).join(', '),
-      );
-    }
-    if (frames < 20) problems.push(`${v.p.name}: only ${frames} frames decoded in ${SUSTAIN_MS} ms at ${v[key].label}`);
-  }
-  if (problems.length) throw new Error(problems.join('\n'));
-}

@@ -18,7 +18,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { withRoom } from '../lib/room.mjs';
-import { formatInbound, formatPublished, longestDecodingGap, sampleInboundVideo, samplePublished } from '../lib/sampling.mjs';
+import {
+  fitsWidth,
+  formatInbound,
+  formatPublished,
+  holds,
+  longestDecodingGap,
+  sampleInboundVideo,
+  samplePublished,
+} from '../lib/sampling.mjs';
 import { waitFor } from '../lib/wait.mjs';
 
 const LOW = { maxWidth: 400, label: '≤ 400 px wide (320x180 expected)' };
@@ -37,9 +45,7 @@ const CODECS = [
   { name: 'av1', mimeType: 'video/AV1' },
 ];
 
-const fits = (s, want) =>
-  s.frameWidth > 0 && (want.maxWidth === undefined || s.frameWidth <= want.maxWidth) &&
-  (want.minWidth === undefined || s.frameWidth >= want.minWidth);
+const fits = fitsWidth;
 
 test('VP9 and AV1 simulcast (L1T3): each subscriber receives the layer it asks for and switches mid-stream', { timeout: 150_000 }, (t) =>
   withRoom(async (room) => {
@@ -119,7 +125,7 @@ async function simulcastWith(room, codec, t) {
       );
     }
     await checkCodec();
-    await holds(viewers, 'want1');
+    await holds(viewers, 'want1', SUSTAIN_MS);
     await checkCodec();
 
     // 2. Mid-stream, Small switches up and Large down, at the same time.
@@ -137,7 +143,7 @@ async function simulcastWith(room, codec, t) {
       v.switchMs = first.t - Math.round(v.switchAt.sentAt);
       v.switchedTo = `${first.frameWidth}x${first.frameHeight}`;
     }
-    await holds(viewers, 'want2');
+    await holds(viewers, 'want2', SUSTAIN_MS);
     await checkCodec();
 
     // 3. Figures, then the verdicts.
@@ -203,33 +209,3 @@ function request(participant, track, options) {
   );
 }
 
-/**
- * Waits SUSTAIN_MS while the viewers' samplers run, then checks that every sample of that
- * window shows the wanted resolution (`v[key]`) and that frames kept being decoded (as in h).
- */
-async function holds(viewers, key) {
-  const since = await Promise.all(
-    viewers.map((v) =>
-      waitFor(async () => (await v.sampler.read()).findLast((s) => fits(s, v[key]))?.t, {
-        timeout: 5_000,
-        interval: 100,
-        what: `${v.p.name}'s samples to show ${v[key].label}`,
-      }),
-    ),
-  );
-  await new Promise((resolve) => setTimeout(resolve, SUSTAIN_MS)); // a measuring window
-  const problems = [];
-  for (const [i, v] of viewers.entries()) {
-    const span = (await v.sampler.read()).filter((s) => s.t >= since[i]);
-    const wrong = span.filter((s) => !fits(s, v[key]));
-    const frames = span.at(-1).framesDecoded - span[0].framesDecoded;
-    if (wrong.length) {
-      problems.push(
-        `${v.p.name}: ${wrong.length} of ${span.length} samples over ${SUSTAIN_MS} ms were not ${v[key].label}: ` +
-          wrong.slice(0, 5).map((s) => `${s.frameWidth}x${s.frameHeight}`).join(', '),
-      );
-    }
-    if (frames < 20) problems.push(`${v.p.name}: only ${frames} frames decoded in ${SUSTAIN_MS} ms at ${v[key].label}`);
-  }
-  if (problems.length) throw new Error(problems.join('\n'));
-}
