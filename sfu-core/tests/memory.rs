@@ -483,6 +483,9 @@ fn one_publisher_to_a_thousand_subscribers_fits_64_kib_per_consumer() {
 
 /// Congestion control adds its estimator and pacer to each subscriber transport. Its send
 /// history once was a fixed 8,192 entries: 384 KiB a subscriber.
+///
+/// The count covers SRTP's expanded GCM keys too (4 x 432 bytes a transport) since they live in
+/// Rust (`sfu-gcm`); aws-lc kept them on the C heap, which this counter does not see.
 #[test]
 fn congestion_controlled_subscribers_fit_64_kib_per_consumer_too() {
     let f = measure_with(1, 200, true);

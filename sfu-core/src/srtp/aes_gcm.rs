@@ -7,7 +7,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use sfu_gcm::Aes128Gcm;
 
 use super::key_derivation::{KeyDerivation, KeyLabel};
 use super::{SRTCP_E_BIT, SRTCP_INDEX_LEN, SrtpError};
@@ -19,7 +19,7 @@ const CIPHER_KEY_LEN: usize = 16;
 
 /// Session key and salt of one direction for either RTP or RTCP.
 struct SessionKeys {
-    key: LessSafeKey,
+    key: Aes128Gcm,
     salt: [u8; SALT_LEN],
 }
 
@@ -39,25 +39,23 @@ impl SessionKeys {
     }
 
     fn new(cipher_key: &[u8], salt: [u8; SALT_LEN]) -> Result<Self, SrtpError> {
-        let unbound =
-            UnboundKey::new(&AES_128_GCM, cipher_key).map_err(|_| SrtpError::BadKeyLength)?;
         Ok(Self {
-            key: LessSafeKey::new(unbound),
+            key: Aes128Gcm::new(cipher_key).map_err(|_| SrtpError::BadKeyLength)?,
             salt,
         })
     }
 
     /// XORs the salt into a 12-octet IV whose fields the caller laid out.
-    fn nonce(&self, mut iv: [u8; SALT_LEN]) -> Nonce {
+    fn nonce(&self, mut iv: [u8; SALT_LEN]) -> [u8; SALT_LEN] {
         for (iv_byte, salt_byte) in iv.iter_mut().zip(self.salt) {
             *iv_byte ^= salt_byte;
         }
-        Nonce::assume_unique_for_key(iv)
+        iv
     }
 
     /// RFC 7714 §8.1: `00 00 || SSRC || ROC || SEQ`, XORed with the salt. Built as one array
     /// (an iterator chain over the fields cost ~70 instructions per forwarded packet).
-    fn rtp_nonce(&self, ssrc: u32, roc: u32, sequence_number: u16) -> Nonce {
+    fn rtp_nonce(&self, ssrc: u32, roc: u32, sequence_number: u16) -> [u8; SALT_LEN] {
         let [s0, s1, s2, s3] = ssrc.to_be_bytes();
         let [r0, r1, r2, r3] = roc.to_be_bytes();
         let [q0, q1] = sequence_number.to_be_bytes();
@@ -65,7 +63,7 @@ impl SessionKeys {
     }
 
     /// RFC 7714 §9.1: `00 00 || SSRC || 00 00 || 0 || SRTCP index`, XORed with the salt.
-    fn rtcp_nonce(&self, ssrc: u32, index: u32) -> Nonce {
+    fn rtcp_nonce(&self, ssrc: u32, index: u32) -> [u8; SALT_LEN] {
         let mut iv = [0u8; SALT_LEN];
         let fields = ssrc
             .to_be_bytes()
@@ -112,9 +110,9 @@ impl AesGcmTransform {
         let tag = self
             .rtp
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(&*header), payload)
+            .seal_in_place(&nonce, header, payload)
             .map_err(|_| SrtpError::CryptoFailure)?;
-        buf.extend_from_slice(tag.as_ref());
+        buf.extend_from_slice(&tag);
         Ok(())
     }
 
@@ -134,17 +132,20 @@ impl AesGcmTransform {
         let (header, rest) = buf
             .split_at_mut_checked(header_len)
             .ok_or(SrtpError::TooShort)?;
-        let (ciphertext, tag) = rest
+        let (ciphertext, tag_out) = rest
             .split_at_mut_checked(payload.len())
             .ok_or(SrtpError::TooShort)?;
-        self.rtp
+        let tag = self
+            .rtp
             .key
-            .seal_out_of_place_scatter(nonce, Aad::from(&*header), payload, ciphertext, &[], tag)
-            .map_err(|_| SrtpError::CryptoFailure)
+            .seal(&nonce, header, payload, ciphertext)
+            .map_err(|_| SrtpError::CryptoFailure)?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
     }
 
     /// Authenticates and decrypts `buf` (header, ciphertext, tag) in place; returns the
-    /// plaintext length. On failure the payload octets are unspecified.
+    /// plaintext length. On failure the payload octets are zeroed.
     pub fn unprotect_rtp(
         &self,
         buf: &mut [u8],
@@ -161,9 +162,10 @@ impl AesGcmTransform {
         let (header, ciphertext_and_tag) = buf
             .split_at_mut_checked(header_len)
             .ok_or(SrtpError::TooShort)?;
+        let (ciphertext, tag) = split_tag(ciphertext_and_tag)?;
         self.rtp
             .key
-            .open_in_place(nonce, Aad::from(&*header), ciphertext_and_tag)
+            .open_in_place(&nonce, header, ciphertext, &tag)
             .map_err(|_| SrtpError::AuthFailed)?;
         Ok(plain_len)
     }
@@ -178,16 +180,16 @@ impl AesGcmTransform {
         let tag = self
             .rtcp
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(aad), payload)
+            .seal_in_place(&nonce, &aad, payload)
             .map_err(|_| SrtpError::CryptoFailure)?;
-        buf.extend_from_slice(tag.as_ref());
+        buf.extend_from_slice(&tag);
         buf.extend_from_slice(&index_word);
         Ok(())
     }
 
     /// Authenticates an SRTCP packet (`RTCP || tag || E || index`) and decrypts it if the E bit
     /// of `index_word` is set. Returns the plaintext RTCP length. On failure the octets after the
-    /// first 8 are unspecified.
+    /// first 8 are zeroed or left as they were.
     pub fn unprotect_rtcp(
         &self,
         buf: &mut [u8],
@@ -209,9 +211,10 @@ impl AesGcmTransform {
             let (header, ciphertext_and_tag) =
                 sealed.split_at_mut_checked(8).ok_or(SrtpError::TooShort)?;
             let aad = rtcp_encrypted_aad(header, index_bytes)?;
+            let (ciphertext, tag) = split_tag(ciphertext_and_tag)?;
             self.rtcp
                 .key
-                .open_in_place(nonce, Aad::from(aad), ciphertext_and_tag)
+                .open_in_place(&nonce, &aad, ciphertext, &tag)
                 .map_err(|_| SrtpError::AuthFailed)?;
         } else {
             // Authentication only (RFC 7714 §9.3): the AAD is the whole RTCP packet followed by
@@ -226,7 +229,7 @@ impl AesGcmTransform {
             let aad = buf.get(..aad_end).ok_or(SrtpError::TooShort)?;
             self.rtcp
                 .key
-                .open_in_place(nonce, Aad::from(aad), &mut tag)
+                .open_in_place(&nonce, aad, &mut [], &tag)
                 .map_err(|_| SrtpError::AuthFailed)?;
         }
         Ok(plain_len)
@@ -240,6 +243,17 @@ impl AesGcmTransform {
             rtcp: SessionKeys::new(cipher_key, salt).unwrap(),
         }
     }
+}
+
+/// Splits the trailing tag off a sealed payload (copied: the open writes the payload in place).
+fn split_tag(sealed: &mut [u8]) -> Result<(&mut [u8], [u8; TAG_LEN]), SrtpError> {
+    let at = sealed
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(SrtpError::TooShort)?;
+    let (ciphertext, tag) = sealed.split_at_mut_checked(at).ok_or(SrtpError::TooShort)?;
+    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| SrtpError::TooShort)?;
+    Ok((ciphertext, tag))
 }
 
 /// The 12-octet SRTCP AAD for an encrypted packet: first 8 octets of the RTCP packet || E || index.
