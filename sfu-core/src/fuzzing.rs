@@ -59,6 +59,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtcp_compound", rtcp_compound),
     ("client_hello", client_hello),
     ("srtp_unprotect", srtp_unprotect),
+    ("gcm_kernel", gcm_kernel),
     ("seq_rewriter", seq_rewriter),
     ("transport_receive", transport_receive),
     ("vp8_descriptor", vp8_descriptor),
@@ -713,6 +714,58 @@ pub fn client_hello(data: &[u8]) {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gcm_kernel
+// ---------------------------------------------------------------------------------------------
+
+/// `key[16] || nonce[12] || aad_len[1] || aad || plaintext`: the AES-128-GCM SRTP seals with
+/// (`sfu_gcm`, the VAES kernel where the CPU has it) must give aws-lc's ciphertext and tag,
+/// open its own output, and refuse that output with the tag's first bit flipped (leaving
+/// zeros, not plaintext).
+pub fn gcm_kernel(data: &[u8]) {
+    use sfu_gcm::{Aes128Gcm, GcmError};
+    let Some((key, rest)) = data.split_first_chunk::<16>() else {
+        return;
+    };
+    let Some((nonce, rest)) = rest.split_first_chunk::<12>() else {
+        return;
+    };
+    let Some((&aad_len, rest)) = rest.split_first() else {
+        return;
+    };
+    let (aad, plaintext) = rest.split_at(usize::from(aad_len).min(rest.len()));
+    let (Ok(fast), Ok(reference)) = (Aes128Gcm::new(key), Aes128Gcm::with_aws_lc(key)) else {
+        panic!("a 16-byte key was refused");
+    };
+
+    let mut expected = plaintext.to_vec();
+    let expected_tag = reference.seal_in_place(nonce, aad, &mut expected);
+    let mut sealed = plaintext.to_vec();
+    let tag = fast.seal_in_place(nonce, aad, &mut sealed);
+    assert_eq!(tag, expected_tag, "tag differs from aws-lc");
+    assert_eq!(sealed, expected, "ciphertext differs from aws-lc");
+    let Ok(tag) = tag else {
+        return;
+    };
+
+    let mut out = vec![0u8; plaintext.len()];
+    assert_eq!(fast.seal(nonce, aad, plaintext, &mut out), Ok(tag));
+    assert_eq!(out, sealed, "out-of-place ciphertext differs");
+
+    let mut opened = sealed.clone();
+    assert_eq!(fast.open_in_place(nonce, aad, &mut opened, &tag), Ok(()));
+    assert_eq!(opened, plaintext, "open did not give the plaintext back");
+
+    let mut bad_tag = tag;
+    bad_tag[0] ^= 0x80;
+    let mut refused = sealed;
+    assert_eq!(
+        fast.open_in_place(nonce, aad, &mut refused, &bad_tag),
+        Err(GcmError::TagMismatch)
+    );
+    assert!(refused.iter().all(|&b| b == 0), "plaintext left after a mismatch");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2942,6 +2995,18 @@ pub fn seeds() -> Vec<Seed> {
             rtcp_name,
             protected_rtcp(profile, &compound),
         ));
+    }
+
+    // gcm_kernel: key, nonce, AAD length, AAD, plaintext.
+    for (name, aad_len, plaintext_len) in [
+        ("rtp-1200.bin", 12u8, 1200usize),
+        ("rtcp-auth-only.bin", 60, 0),
+        ("two-steps-and-tail.bin", 40, 256 * 2 + 63),
+    ] {
+        let mut input: Vec<u8> = (0u8..28).collect();
+        input.push(aad_len);
+        input.extend((0..usize::from(aad_len) + plaintext_len).map(|i| (i * 7 + 3) as u8));
+        out.push(seed("gcm_kernel", name, input));
     }
 
     // seq_rewriter: [initial] then ops (see `seq_rewriter`).
