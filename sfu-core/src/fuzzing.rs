@@ -765,7 +765,10 @@ pub fn gcm_kernel(data: &[u8]) {
         fast.open_in_place(nonce, aad, &mut refused, &bad_tag),
         Err(GcmError::TagMismatch)
     );
-    assert!(refused.iter().all(|&b| b == 0), "plaintext left after a mismatch");
+    assert!(
+        refused.iter().all(|&b| b == 0),
+        "plaintext left after a mismatch"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
