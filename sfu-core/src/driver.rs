@@ -302,6 +302,29 @@ impl Pipes {
     }
 }
 
+/// Sends everything the worker queued, counting its residence from `received_at`, and gives
+/// the buffers back.
+async fn send_queued(
+    worker: &mut Worker,
+    socket: &mut MediaSocket,
+    outgoing: &mut Vec<Transmit>,
+    received_at: Option<Instant>,
+) {
+    while let Some(t) = worker.poll_transmit() {
+        outgoing.push(t);
+    }
+    if outgoing.is_empty() {
+        return;
+    }
+    socket.send_all(outgoing).await;
+    if let Some(at) = received_at {
+        socket.record_residence(at.elapsed(), outgoing.len());
+    }
+    for t in outgoing.drain(..) {
+        worker.recycle(t.contents);
+    }
+}
+
 fn is_packet(m: &PipeMessage) -> bool {
     matches!(m, PipeMessage::Packet(_))
 }
@@ -315,21 +338,12 @@ async fn run(
 ) {
     // Reused for every batch: it keeps its capacity, so gathering allocates nothing.
     let mut outgoing: Vec<Transmit> = Vec::new();
+    // One receive call's datagrams, handed to the worker a few at a time.
+    let mut received: Vec<(SocketAddr, bytes::BytesMut)> = Vec::new();
     // When the receive whose output is not sent yet happened.
     let mut received_at: Option<Instant> = None;
     loop {
-        while let Some(t) = worker.poll_transmit() {
-            outgoing.push(t);
-        }
-        if !outgoing.is_empty() {
-            socket.send_all(&outgoing).await;
-            if let Some(at) = received_at.take() {
-                socket.record_residence(at.elapsed(), outgoing.len());
-            }
-            for t in outgoing.drain(..) {
-                worker.recycle(t.contents);
-            }
-        }
+        send_queued(&mut worker, &mut socket, &mut outgoing, received_at).await;
         received_at = None;
         pipes.flush(&mut worker);
         while let Some(e) = worker.poll_event() {
@@ -361,8 +375,18 @@ async fn run(
                 received_at = Some(now);
                 // `WouldBlock` (a spurious wake-up) and ICMP errors (they surface as receive
                 // errors on Linux and say nothing about other peers) both mean: keep serving.
-                let _ =
-                    socket.try_receive(|source, data| worker.handle_datagram(now, source, data));
+                let _ = socket.try_receive(|source, data| received.push((source, data)));
+                // A receive call can bring thousands of datagrams (GRO coalesces up to 64 per
+                // slot), each fanned out to every subscriber. Sending part-way keeps what is
+                // sent in cache: gathering a whole call's output first made a saturated worker
+                // copy megabytes back from memory, so each packet cost more the further
+                // behind it fell.
+                for (source, data) in received.drain(..) {
+                    worker.handle_datagram(now, source, data);
+                    if worker.queued_transmits() >= socket.send_early_after() {
+                        send_queued(&mut worker, &mut socket, &mut outgoing, Some(now)).await;
+                    }
+                }
             }
             Wake::Deadline => worker.handle_timeout(Instant::now()),
         }

@@ -1355,6 +1355,12 @@ impl Worker {
         self.transmits.pop_front()
     }
 
+    /// How many datagrams wait for [`Self::poll_transmit`]: a driver handing the worker a large
+    /// receive batch sends part-way once this grows, so what it sends is still in cache.
+    pub fn queued_transmits(&self) -> usize {
+        self.transmits.len()
+    }
+
     /// Next event.
     pub fn poll_event(&mut self) -> Option<WorkerEvent> {
         self.events.pop_front()
