@@ -601,20 +601,27 @@ async fn subscriber_loop(
     endpoint: Rc<Endpoint>,
     subscriber: Rc<RefCell<Subscriber>>,
     shared: Rc<Shared>,
+    pacer: Rc<RefCell<Option<Rc<Pacer>>>>,
 ) {
     loop {
         if endpoint.socket.readable().await.is_err() {
             return;
         }
-        let mut sub = subscriber.borrow_mut();
-        let mut slots = shared.slots.borrow_mut();
-        let now_ns = || shared.now_ns();
-        if drain(&endpoint, &mut slots, now_ns, |d, now| {
-            sub.on_datagram(d, now, &shared)
-        })
-        .is_err()
         {
-            return;
+            let mut sub = subscriber.borrow_mut();
+            let mut slots = shared.slots.borrow_mut();
+            let now_ns = || shared.now_ns();
+            if drain(&endpoint, &mut slots, now_ns, |d, now| {
+                sub.on_datagram(d, now, &shared)
+            })
+            .is_err()
+            {
+                return;
+            }
+        }
+        let pacer = pacer.borrow().clone();
+        if let Some(pacer) = pacer {
+            pacer.pump_if_due();
         }
     }
 }
@@ -643,27 +650,66 @@ async fn publisher_receive_loop(
     }
 }
 
-/// Paces every publisher: each tick, each sends what its schedule says is due by now, at
-/// the rate `rate` holds (changed by the caller, e.g. after a ramp-up).
-async fn sender_loop(
+/// Sends for every publisher what its schedule says is due, at the rate `rate` holds
+/// (changed by the caller, e.g. after a ramp-up). Called each pacing tick and, since timer
+/// ticks come late while this one thread is busy receiving, also by the subscriber tasks
+/// between their receives: otherwise a late tick let a publisher owe tens of packets and send
+/// them as one burst, which is not what a browser's paced sender does and which the SFU's
+/// latency then measured.
+struct Pacer {
     publishers: Rc<RefCell<Vec<Publisher>>>,
     packet_size: usize,
     shared: Rc<Shared>,
-    running: Rc<Cell<bool>>,
     rate: Rc<Cell<f64>>,
-) {
-    let start = Instant::now();
+    /// Cleared when the window closes: nothing is sent after it.
+    running: Rc<Cell<bool>>,
+    start: Instant,
+    last: Cell<Instant>,
+}
+
+impl Pacer {
+    /// From the subscriber tasks: once a pacing tick has passed, as the tick would if it were
+    /// on time.
+    const MIN_INTERVAL: Duration = PACING_TICK;
+
+    fn pump(&self) {
+        if !self.running.get() {
+            return;
+        }
+        let Ok(mut publishers) = self.publishers.try_borrow_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        self.last.set(now);
+        let elapsed = now.saturating_duration_since(self.start);
+        for p in publishers.iter_mut() {
+            if p.schedule.rate() != self.rate.get() {
+                p.schedule.set_rate(self.rate.get(), elapsed, MAX_LAG);
+            }
+            p.pump(elapsed, self.packet_size, &self.shared);
+        }
+    }
+
+    fn pump_if_due(&self) {
+        if tick_passed(self.last.get(), Instant::now()) {
+            self.pump();
+        }
+    }
+}
+
+/// Whether a pacing tick has passed since `last`: then the subscriber tasks pump the
+/// publishers themselves.
+fn tick_passed(last: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(last) >= Pacer::MIN_INTERVAL
+}
+
+/// Paces every publisher each tick (see [`Pacer`]).
+async fn sender_loop(pacer: Rc<Pacer>) {
     let mut ticker = tokio::time::interval(PACING_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while running.get() {
+    while pacer.running.get() {
         ticker.tick().await;
-        let elapsed = start.elapsed();
-        for p in publishers.borrow_mut().iter_mut() {
-            if p.schedule.rate() != rate.get() {
-                p.schedule.set_rate(rate.get(), elapsed, MAX_LAG);
-            }
-            p.pump(elapsed, packet_size, &shared);
-        }
+        pacer.pump();
     }
 }
 
@@ -833,6 +879,8 @@ pub(crate) async fn drive(
 
     let mut consent = Vec::new();
     let mut tasks = Vec::new();
+    // Filled once the publishers exist; the subscriber tasks pace them between receives.
+    let pacer_slot: Rc<RefCell<Option<Rc<Pacer>>>> = Rc::new(RefCell::new(None));
     let mut publishers = Vec::with_capacity(pub_clients.len());
     let publisher_feedback = Rc::new(Cell::new(0u64));
     for (i, ((endpoint, _, _), session)) in pub_clients.iter().zip(pub_sessions).enumerate() {
@@ -888,6 +936,7 @@ pub(crate) async fn drive(
             endpoint.clone(),
             sub,
             shared.clone(),
+            pacer_slot.clone(),
         )));
     }
     tasks.push(tokio::task::spawn_local(consent_loop(consent)));
@@ -904,13 +953,17 @@ pub(crate) async fn drive(
     let rate = Rc::new(Cell::new(
         before.ramp.map_or(config.packet_rate, |(r, _)| r),
     ));
-    let sender = tokio::task::spawn_local(sender_loop(
-        publishers.clone(),
-        config.packet_size,
-        shared.clone(),
-        running.clone(),
-        rate.clone(),
-    ));
+    let pacer = Rc::new(Pacer {
+        publishers: publishers.clone(),
+        packet_size: config.packet_size,
+        shared: shared.clone(),
+        rate: rate.clone(),
+        running: running.clone(),
+        start: Instant::now(),
+        last: Cell::new(Instant::now()),
+    });
+    *pacer_slot.borrow_mut() = Some(pacer.clone());
+    let sender = tokio::task::spawn_local(sender_loop(pacer));
     if let Some((_, length)) = before.ramp {
         progress_phase(
             config,
@@ -1194,5 +1247,21 @@ async fn progress_phase(
         let _ = writeln!(io::stderr(), "{line}");
         last = now;
         last_at = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_tick_is_made_up_by_the_receive_tasks_once_a_tick_has_passed() {
+        let last = Instant::now();
+        assert!(!tick_passed(last, last));
+        assert!(!tick_passed(last, last + PACING_TICK / 2));
+        assert!(tick_passed(last, last + PACING_TICK));
+        assert!(tick_passed(last, last + 5 * PACING_TICK));
+        // A clock read before `last` (another task pumped in between) is not a tick.
+        assert!(!tick_passed(last + PACING_TICK, last));
     }
 }
