@@ -302,8 +302,8 @@ impl Pipes {
     }
 }
 
-/// Sends everything the worker queued, counting its residence from `received_at`, and gives
-/// the buffers back.
+/// Sends everything the worker queued, counting each send's residence from `received_at`,
+/// and gives the buffers back.
 async fn send_queued(
     worker: &mut Worker,
     socket: &mut MediaSocket,
@@ -316,10 +316,7 @@ async fn send_queued(
     if outgoing.is_empty() {
         return;
     }
-    socket.send_all(outgoing).await;
-    if let Some(at) = received_at {
-        socket.record_residence(at.elapsed(), outgoing.len());
-    }
+    socket.send_all(outgoing, received_at).await;
     for t in outgoing.drain(..) {
         worker.recycle(t.contents);
     }

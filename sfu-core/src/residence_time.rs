@@ -3,9 +3,10 @@
 //!
 //! This is the delay the SFU adds, measured where it happens, without the sender's or the
 //! receiver's own scheduling (which a load generator on the same machine cannot separate from
-//! it). Every datagram of a send is counted with its batch's time, so each figure is an upper
-//! bound for the packets it covers: the first packets of a fan-out left earlier. The driver
-//! records ([`AtomicResidenceHistogram::record`], one atomic add per send, not per packet);
+//! it). Every datagram of a send call (one GSO run, or one datagram) is counted with the time
+//! at which that call returned, so a fan-out's first packets count as leaving early and its
+//! last as late, as they did; each figure is an upper bound only within one GSO run. The
+//! driver records ([`AtomicResidenceHistogram::record`], one atomic add per send, not per packet);
 //! anyone holding the worker's handle reads a [`ResidenceHistogram`] and takes quantiles of
 //! the difference between two readings.
 //!

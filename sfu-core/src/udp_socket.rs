@@ -35,6 +35,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSockRef, UdpSocketState};
@@ -322,15 +323,12 @@ impl MediaSocket {
         Ok(count)
     }
 
-    /// Counts `datagrams` sent `time` after the receive that caused them.
-    pub fn record_residence(&self, time: std::time::Duration, datagrams: usize) {
-        self.stats.residence.record(time, datagrams as u64);
-    }
-
     /// Sends every transmit (the vector is left as it was, for the caller to recycle the
     /// buffers). Runs to one destination go out as GSO sends; a full socket buffer is waited
     /// out, other errors are counted and the datagram is given up (UDP: the peer recovers).
-    pub async fn send_all(&mut self, transmits: &[Transmit]) {
+    /// With `received_at` (the receive call that caused them), each send's datagrams are
+    /// counted in the residence histogram with the time from then to the end of that send.
+    pub async fn send_all(&mut self, transmits: &[Transmit], received_at: Option<Instant>) {
         self.stats
             .largest_send_batch
             .fetch_max(transmits.len() as u64, Ordering::Relaxed);
@@ -351,6 +349,7 @@ impl MediaSocket {
                 self.max_gso_bytes,
             );
             let run = self.order.get(start..end).unwrap_or_default();
+            let run_len = run.len();
             if run.len() > 1 {
                 let mut buffer = std::mem::take(&mut self.gso_buffer);
                 buffer.clear();
@@ -374,6 +373,9 @@ impl MediaSocket {
                 }
             } else if let Some(t) = run.first().and_then(|&i| transmits.get(i)) {
                 self.send_one(t.destination, &t.contents).await;
+            }
+            if let Some(at) = received_at {
+                self.stats.residence.record(at.elapsed(), run_len as u64);
             }
             start = end;
         }
@@ -775,7 +777,7 @@ mod tests {
                 contents: vec![i; 1200],
             })
             .collect();
-        socket.send_all(&transmits).await;
+        socket.send_all(&transmits, None).await;
         let want: Vec<Vec<u8>> = transmits.iter().map(|t| t.contents.clone()).collect();
         assert_eq!(receive_all(&peer, 60), want, "every datagram, in order");
         let stats = socket.stats();
@@ -800,7 +802,7 @@ mod tests {
                     });
                 }
             }
-            socket.send_all(&transmits).await;
+            socket.send_all(&transmits, None).await;
             for (peer, tag) in [(&a, 0u8), (&b, 1u8)] {
                 let got = receive_all(peer, 40);
                 let want: Vec<Vec<u8>> =
