@@ -721,8 +721,8 @@ pub fn client_hello(data: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 
 /// `key[16] || nonce[12] || aad_len[1] || aad || plaintext`: the AES-128-GCM SRTP seals with
-/// (`sfu_gcm`, the VAES kernel where the CPU has it) must give aws-lc's ciphertext and tag,
-/// open its own output, and refuse that output with the tag's first bit flipped (leaving
+/// (`sfu_gcm`, the VAES kernel where the CPU has it) must give aws-lc's ciphertext and tag (in
+/// place, out of place, appended after the AAD), open its own output, and refuse that output with the tag's first bit flipped (leaving
 /// zeros, not plaintext).
 pub fn gcm_kernel(data: &[u8]) {
     use sfu_gcm::{Aes128Gcm, GcmError};
@@ -753,6 +753,20 @@ pub fn gcm_kernel(data: &[u8]) {
     let mut out = vec![0u8; plaintext.len()];
     assert_eq!(fast.seal(nonce, aad, plaintext, &mut out), Ok(tag));
     assert_eq!(out, sealed, "out-of-place ciphertext differs");
+
+    let mut appended = aad.to_vec();
+    assert_eq!(fast.seal_append(nonce, plaintext, &mut appended), Ok(()));
+    assert_eq!(appended.get(..aad.len()), Some(aad), "the AAD was not kept");
+    assert_eq!(
+        appended.get(aad.len()..aad.len() + plaintext.len()),
+        Some(&sealed[..]),
+        "appended ciphertext differs"
+    );
+    assert_eq!(
+        appended.get(aad.len() + plaintext.len()..),
+        Some(&tag[..]),
+        "appended tag differs"
+    );
 
     let mut opened = sealed.clone();
     assert_eq!(fast.open_in_place(nonce, aad, &mut opened, &tag), Ok(()));

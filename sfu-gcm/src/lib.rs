@@ -147,6 +147,34 @@ impl Aes128Gcm {
         }
     }
 
+    /// Appends the encryption of `plaintext`, then the tag, to `out`, authenticating what
+    /// `out` already holds (an SRTP packet's header): the payload is read once from where it
+    /// is shared and written once, with no zero-fill of the output first.
+    pub fn seal_append(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), GcmError> {
+        check_len(out.len())?;
+        check_len(plaintext.len())?;
+        match &self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Vaes(key) => {
+                key.seal_append(nonce, plaintext, out);
+                Ok(())
+            }
+            Backend::AwsLc(_) => {
+                let aad_len = out.len();
+                out.resize(aad_len + plaintext.len(), 0);
+                let (aad, ciphertext) = out.split_at_mut(aad_len);
+                let tag = self.seal(nonce, aad, plaintext, ciphertext)?;
+                out.extend_from_slice(&tag);
+                Ok(())
+            }
+        }
+    }
+
     /// Decrypts `data` in place if `tag` authenticates it and `aad`. On a mismatch `data` is
     /// zeroed: no unauthenticated plaintext is left behind.
     pub fn open_in_place(

@@ -75,6 +75,33 @@ impl Key {
         unsafe { crypt::<true>(self, nonce, aad, input.as_ptr(), output.as_mut_ptr(), len) }
     }
 
+    /// Appends the encryption of `plaintext` and then the tag to `out`, with what `out`
+    /// already holds as the AAD. The ciphertext is written straight into `out`'s spare
+    /// capacity: no zero-fill first.
+    pub fn seal_append(&self, nonce: &[u8; 12], plaintext: &[u8], out: &mut Vec<u8>) {
+        let aad_len = out.len();
+        out.reserve(plaintext.len() + 16);
+        let base = out.as_mut_ptr();
+        // SAFETY: a `Key` exists only where `supported()` held. `reserve` made room for
+        // `aad_len + plaintext.len()` bytes and more; the AAD is the initialized prefix, read
+        // through a shared slice that does not overlap the region written; `crypt` writes
+        // every one of the `plaintext.len()` bytes after it (masked stores write only bytes
+        // in range) and never reads them, and only then does `set_len` cover them.
+        unsafe {
+            let aad = std::slice::from_raw_parts(base.cast_const(), aad_len);
+            let tag = crypt::<true>(
+                self,
+                nonce,
+                aad,
+                plaintext.as_ptr(),
+                base.add(aad_len),
+                plaintext.len(),
+            );
+            out.set_len(aad_len + plaintext.len());
+            out.extend_from_slice(&tag);
+        }
+    }
+
     /// Encrypts `data` in place and returns the tag.
     pub fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
         let ptr = data.as_mut_ptr();

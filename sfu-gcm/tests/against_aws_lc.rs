@@ -158,6 +158,29 @@ fn agree(seed: u64, key: &[u8; 16], nonce: &[u8; 12], aad: &[u8], plaintext: &[u
     );
     assert_eq!(tag, expected_tag, "seed {seed}: out-of-place tag");
 
+    // Appended after the AAD in a vector, with and without spare capacity.
+    for spare in [0, 7] {
+        let mut appended = Vec::with_capacity(aad.len() + spare);
+        appended.extend_from_slice(aad);
+        fast.seal_append(nonce, plaintext, &mut appended).unwrap();
+        assert_eq!(&appended[..aad.len()], aad, "seed {seed}: the AAD was kept");
+        assert_eq!(
+            &appended[aad.len()..aad.len() + plaintext.len()],
+            &expected[..],
+            "seed {seed}: appended ciphertext"
+        );
+        assert_eq!(
+            &appended[aad.len() + plaintext.len()..],
+            &expected_tag[..],
+            "seed {seed}: appended tag"
+        );
+        let mut reference_appended = aad.to_vec();
+        reference
+            .seal_append(nonce, plaintext, &mut reference_appended)
+            .unwrap();
+        assert_eq!(appended, reference_appended, "seed {seed}: aws-lc's append");
+    }
+
     let mut opened = expected.clone();
     fast.open_in_place(nonce, aad, &mut opened, &expected_tag)
         .unwrap();

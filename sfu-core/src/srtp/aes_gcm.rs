@@ -127,21 +127,14 @@ impl AesGcmTransform {
         sequence_number: u16,
         payload: &[u8],
     ) -> Result<(), SrtpError> {
+        if buf.len() != header_len {
+            return Err(SrtpError::TooShort);
+        }
         let nonce = self.rtp.rtp_nonce(ssrc, roc, sequence_number);
-        buf.resize(header_len + payload.len() + TAG_LEN, 0);
-        let (header, rest) = buf
-            .split_at_mut_checked(header_len)
-            .ok_or(SrtpError::TooShort)?;
-        let (ciphertext, tag_out) = rest
-            .split_at_mut_checked(payload.len())
-            .ok_or(SrtpError::TooShort)?;
-        let tag = self
-            .rtp
+        self.rtp
             .key
-            .seal(&nonce, header, payload, ciphertext)
-            .map_err(|_| SrtpError::CryptoFailure)?;
-        tag_out.copy_from_slice(&tag);
-        Ok(())
+            .seal_append(&nonce, payload, buf)
+            .map_err(|_| SrtpError::CryptoFailure)
     }
 
     /// Authenticates and decrypts `buf` (header, ciphertext, tag) in place; returns the
