@@ -375,6 +375,10 @@ impl Publisher {
     fn pump(&mut self, elapsed: Duration, packet_size: usize, shared: &Shared) {
         let datagram = RTP_HEADER + packet_size + self.srtp.profile().rtp_tag_len();
         if !self.flush(datagram, shared) {
+            // The socket is still full: nothing new is built, but what has fallen more than
+            // the allowed lag behind is given up now, so the schedule keeps accounting for
+            // every offered packet however long the socket stays full.
+            self.schedule.owed(elapsed);
             return;
         }
         let mut owed = self.schedule.owed(elapsed);
@@ -1013,9 +1017,12 @@ pub(crate) async fn drive(
         &shared,
     )
     .await;
+    // The window is the time packets were offered: it ends when sending stops, not when the
+    // sender task next gets to run and notices (on a busy thread that can be 100+ ms later,
+    // which counted as offered time in which nothing could be sent).
     running.set(false);
-    let _ = sender.await;
     let window = window_opened.elapsed();
+    let _ = sender.await;
     let sent_end = totals(&publishers.borrow(), &subscribers);
     let sfu_cpu_sending = cpu_since(&probe.cpu(), &sfu_cpu_before);
     let residence = probe
