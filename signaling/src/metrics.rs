@@ -442,6 +442,7 @@ impl Metrics {
         self.worker_up.set(if up { 1.0 } else { 0.0 });
         let mut text = self.handle.render();
         residence::render(&mut text, workers);
+        udp::render(&mut text, workers);
         process::render(&mut text);
         text
     }
@@ -486,6 +487,68 @@ mod residence {
             count = all.count(),
             sum = all.sum().as_secs_f64(),
         );
+    }
+}
+
+/// `sfu_udp_*`: the media sockets' batched I/O, summed over the workers
+/// ([`sfu_core::udp_socket::IoStats`]): how many datagrams each `recvmmsg` and each send call
+/// carried, and whether GSO works on this host. Rendered by hand from the workers' counters.
+mod udp {
+    use std::fmt::Write;
+    use std::sync::Arc;
+
+    use sfu_core::driver::WorkerHandle;
+    use sfu_core::udp_socket::IoStatsSnapshot;
+
+    type Field = fn(&IoStatsSnapshot) -> u64;
+
+    const COUNTERS: [(&str, &str, Field); 7] = [
+        (
+            "sfu_udp_receive_calls_total",
+            "Batched receive calls (recvmmsg) that returned datagrams.",
+            |s| s.receive_calls,
+        ),
+        (
+            "sfu_udp_datagrams_received_total",
+            "Datagrams received on the media sockets (GRO buffers counted by their segments).",
+            |s| s.datagrams_in,
+        ),
+        (
+            "sfu_udp_send_calls_total",
+            "Send calls that succeeded: one per GSO run or single datagram.",
+            |s| s.send_calls,
+        ),
+        (
+            "sfu_udp_datagrams_sent_total",
+            "Datagrams sent on the media sockets.",
+            |s| s.datagrams_out,
+        ),
+        (
+            "sfu_udp_gso_sends_total",
+            "Send calls that carried a GSO run of two or more datagrams.",
+            |s| s.gso_sends,
+        ),
+        (
+            "sfu_udp_gso_fallbacks_total",
+            "GSO sends the kernel refused, sent again one datagram at a time.",
+            |s| s.gso_fallbacks,
+        ),
+        (
+            "sfu_udp_send_errors_total",
+            "Datagrams the kernel refused to send (a full buffer is waited out, not counted).",
+            |s| s.send_errors,
+        ),
+    ];
+
+    pub fn render(out: &mut String, workers: &[Arc<WorkerHandle>]) {
+        let stats: Vec<IoStatsSnapshot> = workers.iter().map(|w| w.io_stats()).collect();
+        for (name, help, field) in COUNTERS {
+            let total: u64 = stats.iter().map(field).sum();
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {total}\n\n"
+            );
+        }
     }
 }
 

@@ -264,6 +264,13 @@ async fn metrics_follow_rooms_tracks_errors_and_media() {
         ("sfu_signaling_frames_received_total", 0.0),
         ("sfu_worker_up", 1.0),
         ("sfu_residence_seconds_count", 0.0),
+        ("sfu_udp_receive_calls_total", 0.0),
+        ("sfu_udp_datagrams_received_total", 0.0),
+        ("sfu_udp_send_calls_total", 0.0),
+        ("sfu_udp_datagrams_sent_total", 0.0),
+        ("sfu_udp_gso_sends_total", 0.0),
+        ("sfu_udp_gso_fallbacks_total", 0.0),
+        ("sfu_udp_send_errors_total", 0.0),
     ] {
         assert_eq!(s.get(name, &[]), value, "{name}");
     }
@@ -326,6 +333,21 @@ async fn metrics_follow_rooms_tracks_errors_and_media() {
     // is counted (well under a second), and the histogram adds up.
     let residence = |s: &Scrape, le: &str| s.get("sfu_residence_seconds_bucket", &[("le", le)]);
     assert_eq!(s.get("sfu_residence_seconds_count", &[]), 1.0, "{}", s.text);
+    // The socket counters saw the check, the two stray datagrams and the one answer.
+    assert!(
+        s.get("sfu_udp_datagrams_received_total", &[]) >= 3.0,
+        "{}",
+        s.text
+    );
+    assert!(s.get("sfu_udp_receive_calls_total", &[]) >= 1.0);
+    assert_eq!(
+        s.get("sfu_udp_datagrams_sent_total", &[]),
+        1.0,
+        "{}",
+        s.text
+    );
+    assert_eq!(s.get("sfu_udp_send_calls_total", &[]), 1.0);
+    assert_eq!(s.get("sfu_udp_send_errors_total", &[]), 0.0);
     assert_eq!(residence(&s, "+Inf"), 1.0);
     assert_eq!(residence(&s, "1.048576"), 1.0);
     assert!(residence(&s, "0.000064") <= residence(&s, "0.001024"));
