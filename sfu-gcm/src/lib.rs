@@ -16,6 +16,7 @@
 //! ```
 
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(target_arch = "x86_64")]
 mod vaes;
@@ -38,6 +39,26 @@ pub enum GcmError {
     TagMismatch,
     #[error("the cipher failed")]
     CryptoFailure,
+}
+
+/// Whether new keys may use the VAES kernel (see [`set_kernel_enabled`]).
+static KERNEL_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether keys made from now on may use the VAES kernel (on by default, used where the CPU
+/// has it). Off, every later [`Aes128Gcm::new`] uses aws-lc-rs: a switch for an operator who
+/// suspects the kernel, without a rebuild (`sfu-server --aes-gcm-kernel false`). Keys already
+/// made keep their implementation.
+pub fn set_kernel_enabled(enabled: bool) {
+    KERNEL_ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// The implementation [`Aes128Gcm::new`] picks now, on this CPU.
+pub fn implementation_for_new_keys() -> Implementation {
+    #[cfg(target_arch = "x86_64")]
+    if KERNEL_ENABLED.load(Ordering::Relaxed) && vaes::supported() {
+        return Implementation::Vaes;
+    }
+    Implementation::AwsLc
 }
 
 /// Which code seals and opens for a key.
@@ -63,11 +84,14 @@ enum Backend {
 }
 
 impl Aes128Gcm {
-    /// The fastest implementation this CPU runs.
+    /// The fastest implementation this CPU runs (unless [`set_kernel_enabled`] turned the
+    /// kernel off).
     pub fn new(key: &[u8]) -> Result<Self, GcmError> {
         let key: &[u8; KEY_LEN] = key.try_into().map_err(|_| GcmError::BadKeyLength)?;
         #[cfg(target_arch = "x86_64")]
-        if let Some(expanded) = vaes::Key::new(key) {
+        if KERNEL_ENABLED.load(Ordering::Relaxed)
+            && let Some(expanded) = vaes::Key::new(key)
+        {
             return Ok(Self {
                 backend: Backend::Vaes(expanded),
             });

@@ -71,6 +71,10 @@ struct Cli {
     /// (lowered under uplink loss); off by default.
     #[arg(long, env = "SFU_PUBLISHER_REMB_MAX_KBPS", value_parser = clap::value_parser!(u64).range(100..))]
     publisher_remb_max_kbps: Option<u64>,
+    /// SRTP's AES-GCM through this project's VAES kernel where the CPU has it (default true);
+    /// false: aws-lc on every CPU.
+    #[arg(long, env = "SFU_AES_GCM_KERNEL")]
+    aes_gcm_kernel: Option<bool>,
     /// Database of rooms and meetings: `sqlite://path`, `sqlite::memory:` or `postgres://…`.
     #[arg(long, env = "SFU_DATABASE_URL")]
     database_url: Option<String>,
@@ -95,6 +99,7 @@ struct FileConfig {
     max_participants: Option<usize>,
     subscriber_max_kbps: Option<u64>,
     publisher_remb_max_kbps: Option<u64>,
+    aes_gcm_kernel: Option<bool>,
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
     #[serde(default)]
@@ -210,6 +215,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .announced_addresses
             .push(SocketAddr::new(ip, udp_listen.port()));
     }
+    sfu_gcm::set_kernel_enabled(cli.aes_gcm_kernel.or(file.aes_gcm_kernel).unwrap_or(true));
+    tracing::info!(
+        implementation = ?sfu_gcm::implementation_for_new_keys(),
+        "SRTP AES-128-GCM"
+    );
     let workers = match cli.workers.or(file.workers) {
         Some(0) => return Err("workers must be at least 1".into()),
         Some(n) => usize::from(n),
@@ -325,6 +335,7 @@ workers = 4
 room_participants_per_worker = 40
 subscriber_max_kbps = 8000
 publisher_remb_max_kbps = 2500
+aes_gcm_kernel = true
 [[api_keys]]
 key = "mykey"
 secret = "a-long-random-secret"
@@ -339,6 +350,7 @@ secret = "a-long-random-secret"
         assert_eq!(file.room_participants_per_worker, Some(40));
         assert_eq!(file.subscriber_max_kbps, Some(8000));
         assert_eq!(file.publisher_remb_max_kbps, Some(2500));
+        assert_eq!(file.aes_gcm_kernel, Some(true));
         assert_eq!(file.api_keys.len(), 1);
         assert!(
             toml::from_str::<FileConfig>("http_listn = \"0.0.0.0:1\"").is_err(),
@@ -359,9 +371,16 @@ secret = "a-long-random-secret"
             "3",
             "--publisher-remb-max-kbps",
             "1500",
+            "--aes-gcm-kernel",
+            "false",
         ])
         .unwrap();
         assert_eq!(cli.publisher_remb_max_kbps, Some(1500));
+        assert_eq!(cli.aes_gcm_kernel, Some(false));
+        assert!(
+            Cli::try_parse_from(["sfu-server", "--aes-gcm-kernel", "maybe"]).is_err(),
+            "true or false"
+        );
         assert!(
             Cli::try_parse_from(["sfu-server", "--subscriber-max-kbps", "10"]).is_err(),
             "a ceiling too low to carry audio and the lowest layer"
