@@ -22,27 +22,30 @@ fn forwarding(c: &mut Criterion) {
             assert_eq!(room.forward(p), subscribers);
             group.throughput(Throughput::Elements(subscribers as u64));
             group.bench_function(format!("{subscribers}_subscribers"), |b| {
-                b.iter_custom(|iters| {
-                    // Packets are protected by the publisher outside the timed region, in chunks
-                    // so memory stays small whatever the iteration count.
-                    let mut elapsed = Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let n = left.min(1024);
-                        left -= n;
-                        let packets: Vec<_> = (0..n).map(|_| room.next_packet()).collect();
-                        let start = Instant::now();
-                        for p in packets {
-                            black_box(room.forward(p));
-                        }
-                        elapsed += start.elapsed();
-                    }
-                    elapsed
-                })
+                b.iter_custom(|iters| time_forwarding(&mut room, iters))
             });
         }
         group.finish();
     }
+}
+
+/// Forwards `iters` packets and returns the time spent forwarding. Packets are protected by
+/// the publisher outside the timed region, in chunks so memory stays small whatever the
+/// iteration count.
+fn time_forwarding(room: &mut Room, iters: u64) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(1024);
+        left -= n;
+        let packets: Vec<_> = (0..n).map(|_| room.next_packet()).collect();
+        let start = Instant::now();
+        for p in packets {
+            black_box(room.forward(p));
+        }
+        elapsed += start.elapsed();
+    }
+    elapsed
 }
 
 /// The simulcast path: the same, but each packet is read (VP8 descriptor), each consumer's
@@ -86,5 +89,27 @@ fn simulcast_forwarding(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forwarding, simulcast_forwarding);
+/// The plain GCM path at 10 subscribers with aws-lc instead of the VAES kernel
+/// (`sfu_gcm::set_kernel_enabled(false)` while the room's keys are made): what the kernel is
+/// worth inside the forwarding path, not only in the cipher's own bench.
+fn forwarding_with_aws_lc(c: &mut Criterion) {
+    sfu_gcm::set_kernel_enabled(false);
+    let mut room = Room::new(10, SrtpProfile::AeadAes128Gcm);
+    sfu_gcm::set_kernel_enabled(true);
+    let p = room.next_packet();
+    assert_eq!(room.forward(p), 10);
+    let mut group = c.benchmark_group("forward/aes-gcm-aws-lc");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("10_subscribers", |b| {
+        b.iter_custom(|iters| time_forwarding(&mut room, iters))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    forwarding,
+    simulcast_forwarding,
+    forwarding_with_aws_lc
+);
 criterion_main!(benches);

@@ -1120,7 +1120,18 @@ pub(crate) async fn drive(
     report.subscribers = config.rooms * config.subscribers;
     report.consumers = sfu_consumers;
     report.packet_size = config.packet_size;
-    report.srtp_profile = format!("{:?}", config.srtp_profile);
+    report.srtp_profile = match (config.srtp_profile, before.mode) {
+        // Embedded, the SFU's SRTP runs in this process: say which AES-GCM code it used.
+        (SrtpProfile::AeadAes128Gcm, "embedded") => format!(
+            "{:?} ({})",
+            config.srtp_profile,
+            match sfu_gcm::implementation_for_new_keys() {
+                sfu_gcm::Implementation::Vaes => "VAES kernel",
+                sfu_gcm::Implementation::AwsLc => "aws-lc",
+            }
+        ),
+        (profile, _) => format!("{profile:?}"),
+    };
     report.rate_per_publisher = config.packet_rate;
     report.offered_out_pps = offered;
     report.window_s = secs;
