@@ -1125,10 +1125,7 @@ pub(crate) async fn drive(
         (SrtpProfile::AeadAes128Gcm, "embedded") => format!(
             "{:?} ({})",
             config.srtp_profile,
-            match sfu_gcm::implementation_for_new_keys() {
-                sfu_gcm::Implementation::Vaes => "VAES kernel",
-                sfu_gcm::Implementation::AwsLc => "aws-lc",
-            }
+            sfu_gcm::implementation_for_new_keys().name()
         ),
         (profile, _) => format!("{profile:?}"),
     };

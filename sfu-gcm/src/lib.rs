@@ -70,6 +70,16 @@ pub enum Implementation {
     AwsLc,
 }
 
+impl Implementation {
+    /// How reports and logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vaes => "VAES kernel",
+            Self::AwsLc => "aws-lc",
+        }
+    }
+}
+
 /// An AES-128-GCM key, expanded once.
 pub struct Aes128Gcm {
     backend: Backend,

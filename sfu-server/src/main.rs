@@ -217,7 +217,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     sfu_gcm::set_kernel_enabled(cli.aes_gcm_kernel.or(file.aes_gcm_kernel).unwrap_or(true));
     tracing::info!(
-        implementation = ?sfu_gcm::implementation_for_new_keys(),
+        implementation = sfu_gcm::implementation_for_new_keys().name(),
         "SRTP AES-128-GCM"
     );
     let workers = match cli.workers.or(file.workers) {
